@@ -1,0 +1,405 @@
+"""The core worker: the Ray 2 *owner* that lives inside the driver and every worker.
+
+It is the process's link to the cluster. Its state (the ownership table, the
+in-process memory store, the task submitter) is driven by a private asyncio
+loop on a background thread (the "io thread"), so the user's thread only
+does quick work (build a task spec, look up the store) and sleeps in
+``ray.get``; in a Jupyter kernel nothing blocks the kernel's own loop.
+
+This file is the shell: start-up, connections, the RPC handler other
+processes call, and reference counting plumbing. The owner-side protocols
+live beside it: ``submitter.py`` (tasks), ``objects.py`` (put/get/wait).
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import sys
+import threading
+
+from raylab import ids
+from raylab.core_worker import current
+from raylab.core_worker.memory_store import ERROR, IN_PLASMA, VALUE, MemoryStore
+from raylab.core_worker.objects import ObjectApi
+from raylab.core_worker.reference_table import FREE, RELEASED, ReferenceTable
+from raylab.core_worker.submitter import NormalTaskSubmitter
+from raylab.core_worker.task_manager import TaskManager
+from raylab.tracing.emit import TRACER, step
+from raylab.transport import ConnectionLost, connect, serve
+
+DRIVER = "driver"
+WORKER = "worker"
+
+
+class TaskContext(threading.local):
+    """What is running on this thread: the task id that new ids derive from."""
+
+    def __init__(self, default_task_id=None):
+        self.task_id = default_task_id
+        self.task_counter = 0
+        self.put_counter = 0
+        self.name = None
+        self.actor_id = None
+        self.attempt = 0
+
+
+class CoreWorker:
+    def __init__(self, session, mode: str, node_id: bytes, node_label: str, raylet_address: str,
+                 worker_id: bytes, address: str):
+        self.session = session
+        self.cfg = session.config
+        self.mode = mode
+        self.node_id = node_id
+        self.node_label = node_label
+        self.raylet_address = raylet_address
+        self.worker_id = worker_id
+        self.address = address
+        self.pid = os.getpid()
+        self.job_id = None
+        self.namespace = None
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self._run_loop, name="raylab-io", daemon=True)
+        self.lock = threading.Lock()
+        self.refs = ReferenceTable(address)
+        self.store = MemoryStore(self.call_soon)
+        self.objects = ObjectApi(self)
+        self.submitter = NormalTaskSubmitter(self)
+        self.task_manager = TaskManager(self)
+        self.plasma = None          # the node's shared-memory store client (object store)
+        self.actors = None          # the actor submitter, attached by raylab.actor
+        self.executor = None        # the task executor, in worker processes
+        self.conns: dict[str, object] = {}
+        self._connecting: dict[str, asyncio.Future] = {}
+        self.nodes: dict[bytes, dict] = {}
+        self.node_labels: dict[bytes, str] = {}
+        self.gcs = None
+        self.raylet = None
+        self.server = None
+        self.ctx = TaskContext()
+        self.exported: set = set()
+        self._deleted = collections.deque()
+        self._delete_scheduled = False
+        self.shutting_down = False
+        self.listeners: dict[str, list] = {}   # pubsub method -> callbacks (views, tests)
+        self.on_log = None                     # driver: prints worker output
+
+    # -- the io thread ---------------------------------------------------------
+    def _run_loop(self):
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def call_soon(self, fn, *args):
+        """Run ``fn(*args)`` on the io thread (from any thread)."""
+        if threading.get_ident() == self.thread.ident:
+            fn(*args)
+        else:
+            self.loop.call_soon_threadsafe(fn, *args)
+
+    def run_sync(self, coro, timeout: float | None = None):
+        """Run a coroutine on the io thread and wait for its result (user threads only)."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def rpc_sync(self, conn, method: str, *args, timeout: float | None = None):
+        """Call ``method`` on a peer from a user thread and wait for the answer."""
+        async def go():
+            return await conn.call(method, *args)
+        return self.run_sync(go(), timeout)
+
+    def on_io_thread(self) -> bool:
+        return threading.get_ident() == self.thread.ident
+
+    # -- start and stop ---------------------------------------------------------
+    def start(self, timeout: float = 30.0) -> None:
+        self.thread.start()
+        self.run_sync(self._start(), timeout)
+        current.CORE_WORKER = self
+
+    async def _start(self) -> None:
+        token = self.session.token
+        self.server = await serve(self.address, token, lambda: CoreWorkerHandler(self),
+                                  name=f"core-worker-{self.mode}")
+        if self.mode == DRIVER:
+            self.gcs = await connect(self.session.gcs_address, token, CoreWorkerHandler(self),
+                                     name="gcs", retry=True, timeout=20)
+            job, nodes, trace_cfg = await self.gcs.call("register_job", self.address, self.pid,
+                                                        self.namespace)
+            self.job_id = job
+            self.ctx = TaskContext(ids.driver_task_id(job))  # every driver thread
+            for n in nodes:
+                self._learn_node(n)
+        self.raylet = await self.conn_to(self.raylet_address, retry=True)
+
+    async def ensure_gcs(self):
+        if self.gcs is None or self.gcs.closed:
+            self.gcs = await connect(self.session.gcs_address, self.session.token,
+                                     CoreWorkerHandler(self), name="gcs", retry=True)
+            await self.gcs.call("subscribe", ["node", "actor"])
+            for n in await self.gcs.call("get_nodes"):
+                self._learn_node(n)
+        return self.gcs
+
+    def shutdown(self) -> None:
+        """Stop the io thread; wake anything still waiting so no thread hangs."""
+        if self.shutting_down:
+            return
+        self.shutting_down = True
+        current.CORE_WORKER = None
+        TRACER.release_all()
+        self.store.fail_all_waiters()
+
+        async def close():
+            for c in list(self.conns.values()):
+                c.close()
+            if self.gcs is not None:
+                self.gcs.close()
+            if self.server is not None:
+                self.server.close()
+
+        try:
+            asyncio.run_coroutine_threadsafe(close(), self.loop).result(1.0)
+        except Exception:
+            pass
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        if threading.get_ident() != self.thread.ident:
+            self.thread.join(timeout=1.0)
+
+    # -- connections ------------------------------------------------------------
+    async def conn_to(self, address: str, retry: bool = False):
+        """One connection per peer, reused; both directions share it (ordered messages)."""
+        c = self.conns.get(address)
+        if c is not None and not c.closed:
+            return c
+        fut = self._connecting.get(address)
+        if fut is None:
+            fut = self._connecting[address] = self.loop.create_task(self._open(address, retry))
+        try:
+            return await asyncio.shield(fut)
+        finally:
+            if fut.done():
+                self._connecting.pop(address, None)
+
+    async def _open(self, address: str, retry: bool):
+        c = await connect(address, self.session.token, CoreWorkerHandler(self), name=address,
+                          retry=retry, timeout=10)
+        c.peer = address
+        c.send("hello", self.address)
+        self.conns[address] = c
+        return c
+
+    def peer_lost(self, conn) -> None:
+        addr = conn.peer
+        if addr is not None and self.conns.get(addr) is conn:
+            del self.conns[addr]
+        if addr is not None and not self.shutting_down:
+            self.objects.on_peer_lost(addr)
+
+    # -- nodes ---------------------------------------------------------------------
+    def _learn_node(self, n: dict) -> None:
+        nid = bytes.fromhex(n["NodeID"])
+        self.nodes[nid] = n
+        self.node_labels[nid] = n["NodeName"]
+
+    def raylet_address_of(self, node_id: bytes) -> str | None:
+        n = self.nodes.get(node_id)
+        if n is None or not n["Alive"]:
+            return None
+        return n["RayletSocketName"]
+
+    def label_of(self, node_id: bytes | None) -> str:
+        if node_id is None:
+            return "?"
+        return self.node_labels.get(node_id, node_id.hex()[:6])
+
+    def alive_nodes(self) -> set:
+        return {nid for nid, n in self.nodes.items() if n["Alive"]}
+
+    def export(self, function_id: bytes, blob: bytes) -> None:
+        """Put a remote function into the GCS function table (Step 0), without waiting."""
+        self.call_soon(self._export, function_id, blob)
+
+    def _export(self, function_id: bytes, blob: bytes) -> None:
+        if self.gcs is not None and not self.gcs.closed:
+            self.gcs.send("kv_put", "fun", function_id, blob)
+        else:
+            self.loop.create_task(self._export_async(function_id, blob))
+
+    async def _export_async(self, function_id: bytes, blob: bytes) -> None:
+        gcs = await self.ensure_gcs()
+        gcs.send("kv_put", "fun", function_id, blob)
+
+    def notify(self, method: str, *args) -> None:
+        for cb in self.listeners.get(method, ()):
+            try:
+                cb(*args)
+            except Exception:
+                pass
+
+    # -- ids --------------------------------------------------------------------
+    def next_task_id(self) -> bytes:
+        ctx = self.ctx
+        ctx.task_counter += 1
+        return ids.normal_task_id(self.current_job(), ctx.task_id, ctx.task_counter)
+
+    def next_put_id(self) -> bytes:
+        ctx = self.ctx
+        ctx.put_counter += 1
+        return ids.object_id(ctx.task_id, ctx.put_counter)
+
+    def current_job(self) -> bytes:
+        return self.job_id if self.job_id is not None else ids.job_of_task(self.ctx.task_id)
+
+    def current_task_id(self) -> bytes:
+        return self.ctx.task_id
+
+    # -- reference counting plumbing ------------------------------------------------
+    def add_local_ref(self, oid: bytes, owner: str) -> None:
+        with self.lock:
+            e = self.refs.entries.get(oid)
+            new_borrow = e is None and owner != self.address
+            self.refs.add_local(oid, owner)
+        if new_borrow and owner:
+            self.call_soon(self.objects.register_borrow, oid, owner)
+
+    def remove_local_ref(self, oid: bytes) -> None:
+        # called from __del__ (any thread, maybe inside a GC pass): defer the work
+        self._deleted.append(oid)
+        if not self._delete_scheduled:
+            self._delete_scheduled = True
+            try:
+                self.loop.call_soon_threadsafe(self._process_deleted)
+            except RuntimeError:
+                pass
+
+    def _process_deleted(self) -> None:
+        self._delete_scheduled = False
+        out: list = []
+        dq = self._deleted
+        with self.lock:
+            while dq:
+                self.refs.remove_local(dq.popleft(), out)
+        if out:
+            self.release(out)
+
+    def release(self, actions: list) -> None:
+        """Carry out what the reference table decided: free owned objects, drop borrows."""
+        for kind, oid, entry in actions:
+            self.store.delete(oid)
+            if kind == FREE:
+                self.objects.free_owned(oid, entry)
+            elif kind == RELEASED:
+                self.objects.release_borrow(oid, entry)
+
+
+class CoreWorkerHandler:
+    """What other processes may ask of this core worker."""
+
+    def __init__(self, cw: CoreWorker):
+        self.cw = cw
+
+    def connection_lost(self, conn, exc):
+        self.cw.peer_lost(conn)
+        ex = self.cw.executor
+        if ex is not None:
+            ex.on_connection_lost(conn)
+
+    def rpc_hello(self, conn, address):
+        conn.peer = address
+        self.cw.conns.setdefault(address, conn)
+
+    # owner side: status of objects we own, and their borrowers
+    def rpc_get_object_status(self, conn, oid):
+        return self.cw.objects.object_status(oid)
+
+    def rpc_add_borrower(self, conn, oid, address):
+        return self.cw.objects.add_borrower(oid, address)
+
+    def rpc_borrow_released(self, conn, oid, address):
+        self.cw.objects.borrow_released(oid, address)
+
+    def rpc_object_location(self, conn, oid, node_id, size, added):
+        self.cw.objects.on_location(oid, node_id, size, added)
+
+    # worker side: tasks pushed to us by owners (see worker/executor.py)
+    def rpc_push_task(self, conn, spec):
+        return self.cw.executor.push(conn, spec)
+
+    def rpc_cancel_task(self, conn, task_id, force):
+        return self.cw.executor.cancel(task_id, force)
+
+    def rpc_exit_worker(self, conn, reason):
+        return self.cw.executor.exit(reason)
+
+    # the driver: trace events and worker output stream in
+    def rpc_trace_hello(self, conn, pid):
+        from raylab.tracing import recorder
+        recorder.COLLECTOR.add_uplink(pid, conn)
+
+    def rpc_trace_events(self, conn, batch):
+        from raylab.tracing import recorder
+        recorder.COLLECTOR.add_batch(batch)
+
+    def rpc_log_lines(self, conn, lines):
+        cb = self.cw.on_log
+        if cb is not None:
+            cb(lines)
+
+    # pubsub from the GCS
+    def rpc_node_added(self, conn, info):
+        self.cw._learn_node(info)
+        self.cw.notify("node_added", info)
+
+    def rpc_node_dead(self, conn, node_id, label, cause):
+        n = self.cw.nodes.get(node_id)
+        if n is not None:
+            n["Alive"] = False
+        self.cw.submitter.on_node_dead(node_id)
+        self.cw.objects.on_node_dead(node_id)
+        if self.cw.actors is not None:
+            self.cw.actors.on_node_dead(node_id)
+        self.cw.notify("node_dead", node_id, label, cause)
+
+    def rpc_trace_config(self, conn, on, rules, collector):
+        if self.cw.mode == WORKER:
+            self.cw.trace_uplink.configure(on, rules, collector)
+        return True
+
+    def rpc_trace_flush(self, conn):
+        TRACER.flush()
+        return {TRACER.pid: TRACER.last_seq()}
+
+    def rpc_resource_view(self, conn, snapshot):
+        pass
+
+    def rpc_lease_infeasible(self, conn, name, resources, why):
+        step("core_worker", "task", "infeasible_warning", detail={"name": name, "why": why})
+        print(f"Warning: the task or actor {name} requests {resources}, which no node in "
+              f"the cluster can provide ({why}). It stays pending until a node that fits it "
+              "joins the cluster (raylab.cluster_utils.Cluster.add_node).",
+              file=sys.stderr, flush=True)
+
+    def __getattr__(self, name):
+        # actor protocol messages are handled by the actor submitter / actor executor
+        if name.startswith("rpc_"):
+            for part in (self.cw.actors, self.cw.executor):
+                fn = getattr(part, name, None) if part is not None else None
+                if fn is not None:
+                    return fn
+        raise AttributeError(name)
+
+
+def print_worker_lines(lines) -> None:
+    """Driver side: worker output, prefixed like Ray's ``(add pid=1234) ...``."""
+    out = sys.stdout
+    err = sys.stderr
+    for stream, prefix, text in lines:
+        target = err if stream == 2 else out
+        try:
+            target.write("".join(f"({prefix}) {line}\n" for line in text.splitlines()))
+            target.flush()
+        except Exception:
+            pass
+
+
+__all__ = ["CoreWorker", "CoreWorkerHandler", "DRIVER", "WORKER", "VALUE", "ERROR", "IN_PLASMA",
+           "ConnectionLost", "step", "print_worker_lines"]

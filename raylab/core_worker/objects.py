@@ -1,0 +1,287 @@
+"""``ray.put``, ``ray.get`` and ``ray.wait`` on the owner side, and the borrower protocol.
+
+``get`` first looks in this process's memory store (the lecture's Step 1:
+"check the local object store"). A missing object owned here is a task still
+running: wait for its reply. A missing object owned elsewhere is *borrowed*:
+ask its owner for the status (a long poll that answers when the object is
+ready), which is the Ray 2 replacement for the lecture's GCS object table
+callback.
+
+Borrowers register with the owner as soon as they hold a ref, and tell it
+when they drop their last one; both messages travel on the one connection
+between the two processes, so they arrive in order.
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import time
+
+from raylab import exceptions as exc
+from raylab.core_worker.memory_store import ERROR, IN_PLASMA, VALUE, Waiter
+from raylab.core_worker.object_ref import ObjectRef
+from raylab.core_worker.serialization import deserialize, serialize
+from raylab.tracing.emit import step
+from raylab.transport import ConnectionLost
+
+
+class ObjectApi:
+    def __init__(self, cw):
+        self.cw = cw
+        self._fetching: set = set()
+        self._borrow_acks: dict = {}   # oid -> future of the owner's add_borrower ack
+
+    # -- ray.put -----------------------------------------------------------------
+    def put(self, value, owner_address: str | None = None) -> ObjectRef:
+        cw = self.cw
+        if isinstance(value, ObjectRef):
+            raise TypeError("Calling 'put' on an ray.ObjectRef is not allowed. If you really "
+                            "want to do this, you can wrap the ray.ObjectRef in a list and "
+                            "call 'put' on it.")
+        oid = cw.next_put_id()
+        data, buffers, contained = serialize(value)
+        with cw.lock:
+            cw.refs.add_owned(oid, is_put=True)
+            if contained:
+                cw.refs.set_contains(oid, contained)
+        cw.store.put(oid, (VALUE, data))
+        step("core_worker", "put", "put_object", object=oid.hex(), detail={
+            "size": len(data), "where": "in-process memory store"})
+        return ObjectRef(oid, cw.address)
+
+    # -- ray.get ------------------------------------------------------------------
+    def get(self, refs: list, timeout: float | None):
+        cw = self.cw
+        objects = cw.store.objects
+        oids = [r._id for r in refs]
+        missing = [oid for oid in oids if oid not in objects]
+        if missing:
+            self._wait_for(missing, len(missing), timeout, "get")
+        out = []
+        for ref in refs:
+            entry = objects.get(ref._id)
+            if entry is None:  # freed under us, or shutdown woke us
+                raise exc.ReferenceCountingAssertionError(ref.hex())
+            out.append(self._value_of(ref, entry))
+        return out
+
+    def _value_of(self, ref, entry):
+        kind, payload = entry
+        if kind == VALUE:
+            return deserialize(payload)
+        if kind == ERROR:
+            if isinstance(payload, exc.RayTaskError):
+                raise payload.as_instanceof_cause()
+            raise payload
+        raise NotImplementedError("objects in the shared-memory store arrive with the "
+                                  "object store issue")
+
+    def _wait_for(self, missing: list, need: int, timeout: float | None, flow: str) -> bool:
+        """Sleep until ``need`` of ``missing`` are in the memory store; False on timeout."""
+        cw = self.cw
+        for oid in missing:
+            e = cw.refs.entries.get(oid)
+            if e is not None and not e.owned:
+                cw.call_soon(self.fetch, oid)
+        waiter = Waiter(need)
+        present = cw.store.add_waiter(missing, waiter)
+        waiter.remaining -= present
+        if waiter.remaining <= 0:
+            cw.store.remove_waiter(missing, waiter)
+            return True
+        blocked = cw.executor is not None and cw.executor.notify_blocked()
+        try:
+            ok = waiter.wait(timeout)
+        finally:
+            if blocked:
+                cw.executor.notify_unblocked()
+        if not ok:
+            cw.store.remove_waiter(missing, waiter)
+            if flow == "get":
+                raise exc.GetTimeoutError(
+                    f"Get timed out: some object(s) not ready after {timeout} s.")
+        if cw.shutting_down:
+            raise exc.RaySystemError("raylab was shut down while waiting for objects")
+        return ok
+
+    def get_future(self, ref) -> concurrent.futures.Future:
+        fut: concurrent.futures.Future = concurrent.futures.Future()
+        cw = self.cw
+
+        def done(oid, entry):
+            if fut.done():
+                return
+            try:
+                fut.set_result(self._value_of(ref, entry))
+            except BaseException as e:  # the task's error is the future's error
+                fut.set_exception(e)
+
+        e = cw.refs.entries.get(ref._id)
+        if e is not None and not e.owned and ref._id not in cw.store.objects:
+            cw.call_soon(self.fetch, ref._id)
+        cw.store.when_ready(ref._id, done)
+        return fut
+
+    # -- ray.wait -----------------------------------------------------------------
+    def wait(self, refs: list, num_returns: int, timeout: float | None, fetch_local: bool):
+        cw = self.cw
+        objects = cw.store.objects
+        missing = [r._id for r in refs if r._id not in objects]
+        ready_now = len(refs) - len(missing)
+        if ready_now < num_returns and missing and timeout != 0:
+            self._wait_for(missing, num_returns - ready_now, timeout, "wait")
+        elif missing:
+            for oid in missing:  # timeout=0: only start the fetches
+                e = cw.refs.entries.get(oid)
+                if e is not None and not e.owned:
+                    cw.call_soon(self.fetch, oid)
+        ready, not_ready = [], []
+        for r in refs:
+            if len(ready) < num_returns and r._id in objects:
+                ready.append(r)
+            else:
+                not_ready.append(r)
+        step("core_worker", "wait", "wait_returned", detail={
+            "ready": len(ready), "not_ready": len(not_ready)})
+        return ready, not_ready
+
+    # -- borrowed objects: ask the owner ---------------------------------------------
+    def fetch(self, oid: bytes) -> None:
+        """io thread: a borrowed object is needed here; long-poll its owner for it."""
+        if oid in self._fetching or oid in self.cw.store.objects:
+            return
+        e = self.cw.refs.entries.get(oid)
+        if e is None or e.owned:
+            return
+        self._fetching.add(oid)
+        self.cw.loop.create_task(self._fetch(oid, e.owner))
+
+    async def _fetch(self, oid: bytes, owner: str) -> None:
+        cw = self.cw
+        step("core_worker", "get", "ask_owner", object=oid.hex(), detail={"owner": owner})
+        try:
+            conn = await cw.conn_to(owner)
+            kind, payload = await conn.call("get_object_status", oid)
+        except (ConnectionLost, OSError):
+            kind, payload = ERROR, exc.OwnerDiedError(oid.hex(), owner)
+        finally:
+            self._fetching.discard(oid)
+        if kind == IN_PLASMA:
+            kind, payload = await self.cw.plasma_fetch(oid, payload)
+        step("core_worker", "get", "owner_replied", object=oid.hex(),
+             detail={"kind": ("value", "error", "plasma")[kind]})
+        cw.store.put(oid, (kind, payload))
+
+    def object_status(self, oid: bytes):
+        """Owner side of the long poll: answer when the object is ready."""
+        cw = self.cw
+        entry = cw.store.objects.get(oid)
+        if entry is not None:
+            return entry
+        if cw.refs.entries.get(oid) is None:
+            return (ERROR, exc.ReferenceCountingAssertionError(
+                oid.hex(), message=f"Object {oid.hex()} was already freed by its owner."))
+        fut = cw.loop.create_future()
+
+        def ready(_oid, entry):
+            if not fut.done():
+                fut.set_result(entry)
+
+        cw.store.when_ready(oid, ready)
+        return fut
+
+    # -- the borrower protocol ------------------------------------------------------------
+    def register_borrow(self, oid: bytes, owner: str) -> None:
+        """io thread: we now hold a ref owned by ``owner``; tell it before we could drop it."""
+        fut = self.cw.loop.create_task(self._register_borrow(oid, owner))
+        self._borrow_acks[oid] = fut
+
+    async def _register_borrow(self, oid: bytes, owner: str) -> None:
+        try:
+            conn = await self.cw.conn_to(owner)
+            await conn.call("add_borrower", oid, self.cw.address)
+        except (ConnectionLost, OSError):
+            pass
+
+    async def borrows_registered(self, oids) -> None:
+        """Wait until the owners of ``oids`` have acknowledged us as a borrower."""
+        futs = [self._borrow_acks.get(o) for o in oids]
+        futs = [f for f in futs if f is not None]
+        if futs:
+            await asyncio.gather(*futs, return_exceptions=True)
+
+    def add_borrower(self, oid: bytes, address: str) -> bool:
+        cw = self.cw
+        with cw.lock:
+            added = cw.refs.add_borrower(oid, address)
+        if added:
+            step("core_worker", "refcount", "borrower_added", 1, object=oid.hex(),
+                 detail={"borrower": address})
+        return added
+
+    def borrow_released(self, oid: bytes, address: str) -> None:
+        cw = self.cw
+        out: list = []
+        with cw.lock:
+            cw.refs.remove_borrower(oid, address, out)
+        if out:
+            cw.release(out)
+
+    def release_borrow(self, oid: bytes, entry) -> None:
+        """io thread: our last ref to a borrowed object is gone; tell its owner."""
+        self._borrow_acks.pop(oid, None)
+        conn = self.cw.conns.get(entry.owner)
+        if conn is not None and not conn.closed:
+            conn.send("borrow_released", oid, self.cw.address)
+        else:
+            self.cw.loop.create_task(self._send_release(oid, entry.owner))
+
+    async def _send_release(self, oid: bytes, owner: str) -> None:
+        try:
+            conn = await self.cw.conn_to(owner)
+            conn.send("borrow_released", oid, self.cw.address)
+        except (ConnectionLost, OSError):
+            pass
+
+    def free_owned(self, oid: bytes, entry) -> None:
+        """An object we own went out of scope: it is gone from every store."""
+        step("core_worker", "refcount", "object_freed", object=oid.hex(),
+             detail={"reason": "no references remain"})
+        free_copies = getattr(self.cw, "free_plasma_copies", None)
+        if entry.locations and free_copies is not None:
+            free_copies(oid, entry)
+
+    def on_location(self, oid, node_id, size, added) -> None:
+        e = self.cw.refs.entries.get(oid)
+        if e is None:
+            return
+        if added:
+            e.locations.add(node_id)
+            e.size = size or e.size
+        else:
+            e.locations.discard(node_id)
+
+    # -- failures ----------------------------------------------------------------------
+    def on_peer_lost(self, address: str) -> None:
+        """A process went away: objects it owned are lost to us; its borrows end."""
+        cw = self.cw
+        out: list = []
+        lost = []
+        with cw.lock:
+            cw.refs.remove_borrower_everywhere(address, out)
+            for oid, e in cw.refs.entries.items():
+                if not e.owned and e.owner == address and oid not in cw.store.objects:
+                    lost.append(oid)
+        if out:
+            cw.release(out)
+        for oid in lost:
+            if oid in self._fetching:
+                continue  # the fetch itself reports OwnerDiedError
+            cw.store.put(oid, (ERROR, exc.OwnerDiedError(oid.hex(), address)))
+
+    def on_node_dead(self, node_id: bytes) -> None:
+        pass
+
+
+def now() -> float:
+    return time.monotonic()

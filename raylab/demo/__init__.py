@@ -1,0 +1,1 @@
+"""Lecture demos: the lecture's scenarios, run on the real cluster and narrated."""

@@ -1,0 +1,286 @@
+"""The raylet's lease manager: the local scheduler that grants worker leases.
+
+An owner asks "may I have a worker with {CPU: 1}?" (``request``). The lease
+manager runs the scheduling policy over its view of the cluster (its own
+resources exactly, the other nodes as last broadcast by the GCS):
+
+- best node is this one and the resources are free: *grant* a lease on an
+  idle worker (starting one if needed) and subtract the resources;
+- best node is this one but busy: queue the request until resources free up;
+- best node is another: answer *spillback* with that node's raylet, so the
+  owner asks there;
+- no node could ever fit it: keep it as *infeasible* (and warn the owner)
+  until a node that fits joins.
+
+When the owner returns the lease, the resources come back and the worker
+goes back to the pool. A worker blocked in ``ray.get`` lends its CPU back
+meanwhile, so nested tasks cannot deadlock the node.
+
+Sans-IO: methods return effects (``Reply`` to a pending request, ``Trace``,
+``Call("start_worker")``, ...) for the shell in ``raylet/server.py``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from raylab.effects import Call, Reply, Send, Trace
+from raylab.raylet.worker_pool import ACTOR, LEASED, WorkerInfo, WorkerPool
+from raylab.scheduling import policies
+from raylab.scheduling.resources import NodeResources, add, fits, subtract
+
+
+@dataclass
+class LeaseRequest:
+    key: int                   # the shell's handle for the pending RPC
+    resources: dict            # held while the lease lives
+    placement: dict            # must fit to place it (actors: 1 CPU to place, 0 to run)
+    strategy: tuple
+    spilled: bool              # sent here by another raylet: grant or queue, never bounce
+    owner: str
+    task_id: bytes
+    name: str
+    actor_id: bytes | None = None
+
+
+@dataclass
+class Lease:
+    lease_id: int
+    worker: WorkerInfo
+    resources: dict
+    owner: str
+    name: str
+    blocked: bool = False
+
+
+class LeaseManager:
+    def __init__(self, node_id: bytes, label: str, total: dict, cfg):
+        self.node_id = node_id
+        self.label = label
+        self.total = dict(total)
+        self.available = dict(total)
+        self.cfg = cfg
+        self.pool = WorkerPool()
+        self.queue: list[LeaseRequest] = []
+        self.infeasible: list[LeaseRequest] = []
+        self.leases: dict[int, Lease] = {}
+        self.others: dict[bytes, NodeResources] = {}   # other nodes, from the GCS broadcast
+        self.addresses: dict[bytes, str] = {}          # node id -> raylet address
+        self._lease_counter = 0
+        self._spread_cursor = 0
+
+    # -- the view the policy sees ---------------------------------------------------
+    def view(self) -> list[NodeResources]:
+        me = NodeResources(self.node_id, self.label, self.total, self.available)
+        others = sorted(self.others.values(), key=lambda n: n.node_id)
+        return [me] + [n for n in others if n.node_id != self.node_id]
+
+    def decide(self, req: LeaseRequest) -> policies.Decision:
+        strategy = req.strategy
+        view = self.view()
+        if strategy[0] == "NODE_AFFINITY":
+            return policies.node_affinity(req.placement, view, strategy[1], strategy[2],
+                                          self.node_id, self.cfg)
+        if strategy[0] == "SPREAD":
+            self._spread_cursor += 1
+            return policies.spread(req.placement, view, self._spread_cursor - 1)
+        return policies.hybrid(req.placement, view, self.node_id, self.cfg)
+
+    # -- a lease request arrives --------------------------------------------------------
+    def request(self, req: LeaseRequest) -> list:
+        d = self.decide(req)
+        ids = {"task": req.task_id.hex(), "node": self.node_id.hex()}
+        if req.spilled and d.status != policies.UNSCHEDULABLE and \
+                fits(req.placement, self.total) and d.node != self.node_id:
+            d = policies.Decision(policies.QUEUED, self.node_id,
+                                  f"spilled here from another raylet; {self.label} can fit it")
+        if d.status == policies.INFEASIBLE:
+            self.infeasible.append(req)
+            return [Trace("raylet", "task", "infeasible", ids,
+                          {"why": d.reason, "name": req.name, "resources": req.placement}),
+                    Send(req.key, "lease_infeasible", (req.name, req.placement, d.reason))]
+        if d.status == policies.UNSCHEDULABLE:
+            return [Trace("raylet", "task", "unschedulable", ids, {"why": d.reason}),
+                    Reply(req.key, ("unschedulable", d.reason))]
+        out = [Trace("raylet", "task", "schedule_decision", ids,
+                     {"why": d.reason, "to": self._label_of(d.node), "name": req.name,
+                      "candidates": d.candidates, "policy": req.strategy[0]})]
+        if d.node != self.node_id:
+            address = self.addresses.get(d.node)
+            if address is not None:
+                # count the task against that node now, as Ray does, so the next requests
+                # do not all pile onto the same node before the next broadcast
+                other = self.others.get(d.node)
+                if other is not None:
+                    other.available = subtract(other.available, req.placement)
+                out.append(Trace("raylet", "task", "spillback", ids,
+                                 {"to": self._label_of(d.node), "why": d.reason}))
+                out.append(Reply(req.key, ("spillback", d.node, address, d.reason)))
+                return out
+        self.queue.append(req)
+        return out + self.dispatch()
+
+    # -- grant leases while resources and workers allow ---------------------------------
+    def dispatch(self) -> list:
+        out: list = []
+        waiting = 0
+        still: list = []
+        for req in self.queue:
+            if not fits(req.placement, self.available) or not fits(req.resources, self.available):
+                still.append(req)
+                continue
+            w = self.pool.pop_idle()
+            if w is None:
+                waiting += 1
+                still.append(req)
+                continue
+            out += self._grant(req, w)
+        self.queue = still
+        need = waiting - self.pool.starting
+        for _ in range(max(0, need)):
+            out.append(Call("start_worker", (self.pool.next_counter(),)))
+        return out
+
+    def _grant(self, req: LeaseRequest, w: WorkerInfo) -> list:
+        self._lease_counter += 1
+        lease = Lease(self._lease_counter, w, dict(req.resources), req.owner, req.name)
+        self.leases[lease.lease_id] = lease
+        self.available = subtract(self.available, req.resources)
+        w.state = ACTOR if req.actor_id else LEASED
+        w.lease_id = lease.lease_id
+        w.task_name = req.name
+        w.actor_id = req.actor_id
+        return [Trace("raylet", "task", "lease_granted",
+                      {"task": req.task_id.hex(), "node": self.node_id.hex(),
+                       "worker": w.worker_id.hex()},
+                      {"worker_pid": w.pid, "resources": req.resources, "name": req.name,
+                       "available_after": dict(self.available)}),
+                Reply(req.key, ("granted", lease.lease_id, w.worker_id, w.address, self.node_id,
+                                w.pid))]
+
+    # -- workers come and go ----------------------------------------------------------------
+    def worker_registered(self, w: WorkerInfo) -> list:
+        self.pool.register(w)
+        return [Trace("raylet", "worker", "worker_started", {"node": self.node_id.hex(),
+                                                               "worker": w.worker_id.hex()},
+                      {"pid": w.pid}, 1)] + self.dispatch()
+
+    def return_worker(self, lease_id: int, disconnect: bool, now: float) -> list:
+        lease = self.leases.pop(lease_id, None)
+        if lease is None:
+            return []
+        if not lease.blocked:
+            self.available = add(self.available, lease.resources)
+        else:
+            self.available = add(self.available, _non_cpu(lease.resources))
+        w = lease.worker
+        out = [Trace("raylet", "task", "lease_returned", {"node": self.node_id.hex(),
+                                                           "worker": w.worker_id.hex()},
+                     {"resources": lease.resources}, 1)]
+        if disconnect:
+            self.pool.remove(w.worker_id)
+            out.append(Call("kill_worker", (w.worker_id,)))
+        elif w.state != "DEAD":
+            self.pool.push_idle(w, now)
+        return out + self.dispatch()
+
+    def worker_died(self, worker_id: bytes) -> list:
+        w = self.pool.remove(worker_id)
+        if w is None:
+            return []
+        out = [Trace("raylet", "failure", "worker_died", {"node": self.node_id.hex(),
+                                                           "worker": worker_id.hex()},
+                     {"pid": w.pid, "was_running": w.task_name})]
+        if w.lease_id is not None:
+            lease = self.leases.pop(w.lease_id, None)
+            if lease is not None:
+                freed = lease.resources if not lease.blocked else _non_cpu(lease.resources)
+                self.available = add(self.available, freed)
+        return out + self.dispatch()
+
+    def worker_blocked(self, worker_id: bytes) -> list:
+        lease = self._lease_of(worker_id)
+        if lease is None or lease.blocked:
+            return []
+        lease.blocked = True
+        self.available = add(self.available, _cpu_only(lease.resources))
+        return [Trace("raylet", "task", "worker_blocked", {"node": self.node_id.hex(),
+                                                            "worker": worker_id.hex()},
+                      {"released": _cpu_only(lease.resources)}, 1)] + self.dispatch()
+
+    def worker_unblocked(self, worker_id: bytes) -> list:
+        lease = self._lease_of(worker_id)
+        if lease is None or not lease.blocked:
+            return []
+        lease.blocked = False
+        self.available = subtract(self.available, _cpu_only(lease.resources))  # may dip below 0
+        return []
+
+    def owner_died(self, owner: str) -> list:
+        """The owner is gone: its queued requests and leases go with it."""
+        self.queue = [r for r in self.queue if r.owner != owner]
+        self.infeasible = [r for r in self.infeasible if r.owner != owner]
+        out: list = []
+        for lease in [l for l in self.leases.values() if l.owner == owner]:
+            if lease.worker.state == ACTOR:
+                continue  # actors answer to the GCS, which decides their fate
+            out += self.return_worker(lease.lease_id, True, 0.0)
+        return out
+
+    def cancel_requests(self, keys: set) -> list:
+        dropped = [r for r in self.queue + self.infeasible if r.key in keys]
+        self.queue = [r for r in self.queue if r.key not in keys]
+        self.infeasible = [r for r in self.infeasible if r.key not in keys]
+        return [Reply(r.key, ("cancelled",)) for r in dropped]
+
+    # -- the cluster view changes ------------------------------------------------------------
+    def update_view(self, snapshot: list) -> list:
+        """A fresh view: queued work may now fit elsewhere, infeasible work may fit at all."""
+        self.others = {nid: NodeResources(nid, label, total, avail, alive)
+                       for nid, label, total, avail, alive in snapshot if nid != self.node_id}
+        out: list = []
+        waiting = [r for r in self.queue if not r.spilled and not fits(r.placement, self.available)]
+        if waiting and any(n.alive for n in self.others.values()):
+            for req in waiting:
+                d = self.decide(req)
+                if d.status == policies.SCHEDULED and d.node != self.node_id:
+                    self.queue.remove(req)
+                    out += self.request(req)  # decides again and spills it back
+        if self.infeasible:
+            retry, self.infeasible = self.infeasible, []
+            for req in retry:
+                out += self.request(req)
+        return out
+
+    def node_added(self, node_id: bytes, address: str) -> None:
+        self.addresses[node_id] = address
+
+    def node_dead(self, node_id: bytes) -> list:
+        self.addresses.pop(node_id, None)
+        n = self.others.get(node_id)
+        if n is not None:
+            n.alive = False
+        return []
+
+    # -- helpers -----------------------------------------------------------------------
+    def _lease_of(self, worker_id: bytes) -> Lease | None:
+        w = self.pool.workers.get(worker_id)
+        if w is None or w.lease_id is None:
+            return None
+        return self.leases.get(w.lease_id)
+
+    def _label_of(self, node_id) -> str:
+        if node_id == self.node_id:
+            return self.label
+        n = self.others.get(node_id)
+        return n.label if n is not None else "?"
+
+    def report(self) -> tuple:
+        return (dict(self.available), dict(self.total))
+
+
+def _cpu_only(res: dict) -> dict:
+    return {"CPU": res["CPU"]} if res.get("CPU") else {}
+
+
+def _non_cpu(res: dict) -> dict:
+    return {k: v for k, v in res.items() if k != "CPU"}

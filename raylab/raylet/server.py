@@ -1,0 +1,263 @@
+"""The raylet process: one per simulated node.
+
+The shell around the node's local scheduler (``lease_manager.py``), worker
+pool (``worker_pool.py``) and, with the object store, the node's shared-memory
+store and object manager. It registers the node with the GCS, answers the
+GCS's health checks and resource pulls, grants leases to owners, and starts
+workers through the node's zygote.
+
+Run as ``python -m raylab.raylet.server --session DIR --index 2 --label N2 ...``.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+
+from raylab import ids
+from raylab.effects import Call, Reply, Send
+from raylab.process_shell import TraceUplink, common_args, on_signals, run_effects, watch_lifeline
+from raylab.raylet import zygote
+from raylab.raylet.lease_manager import LeaseManager, LeaseRequest
+from raylab.raylet.worker_pool import WorkerInfo
+from raylab.session import SessionInfo
+from raylab.tracing.emit import TRACER
+from raylab.transport import connect, serve
+
+
+class Raylet:
+    def __init__(self, session: SessionInfo, index: int, label: str, resources: dict,
+                 store_memory: int, head: bool, zygote_pid: int, zygote_fd: int):
+        self.session = session
+        self.cfg = session.config
+        self.index = index
+        self.label = label
+        self.node_id = ids.node_id(index)
+        self.address = session.socket(f"r{index}")
+        self.head = head
+        self.store_memory = store_memory
+        self.leases = LeaseManager(self.node_id, label, resources, self.cfg)
+        self.pending: dict[int, tuple] = {}      # request key -> (future, connection)
+        self.worker_conns: dict[bytes, object] = {}
+        self.gcs = None
+        self.zygote_pid = zygote_pid
+        self.zygote_fd = zygote_fd
+        self.loop = asyncio.get_running_loop()
+        self.stopping = asyncio.Event()
+        self.uplink = TraceUplink(self.loop, session.token, label, "raylet")
+        self.trace_config = (False, None, None)
+        self._key = 0
+
+    # -- effects -----------------------------------------------------------------------
+    def apply(self, e):
+        t = type(e)
+        if t is Reply:
+            fut, _conn = self.pending.pop(e.key, (None, None))
+            if fut is not None and not fut.done():
+                fut.set_result(e.value)
+        elif t is Send:
+            conn = self.pending.get(e.to, (None, None))[1] if isinstance(e.to, int) else e.to
+            if conn is not None and not conn.closed:
+                conn.send(e.method, *e.args)
+        elif t is Call:
+            getattr(self, "do_" + e.action)(*e.args)
+
+    async def run(self, effects) -> None:
+        await run_effects(effects, self.apply)
+
+    def run_soon(self, effects) -> None:
+        if effects:
+            self.loop.create_task(self.run(effects))
+
+    def do_start_worker(self, counter: int) -> None:
+        os.write(self.zygote_fd, b"%d\n" % counter)
+
+    def do_kill_worker(self, worker_id: bytes) -> None:
+        conn = self.worker_conns.get(worker_id)
+        w = self.leases.pool.workers.get(worker_id)
+        pid = w.pid if w is not None else None
+        if conn is not None and not conn.closed:
+            conn.send("exit_worker", "killed by its raylet")
+        if pid:
+            self.loop.call_later(0.5, _kill_pid, pid)
+
+    def new_key(self) -> int:
+        self._key += 1
+        return self._key
+
+    # -- start up -----------------------------------------------------------------------
+    async def register(self) -> None:
+        self.gcs = await connect(self.session.gcs_address, self.session.token,
+                                 RayletHandler(self), name="gcs", retry=True, timeout=30)
+        nodes, view, trace_cfg = await self.gcs.call(
+            "register_node", self.node_id, self.label, self.address, self.leases.total,
+            os.getpid(), self.head)
+        for n in nodes:
+            if n["Alive"]:
+                self.leases.node_added(bytes.fromhex(n["NodeID"]), n["RayletSocketName"])
+        self.run_soon(self.leases.update_view(view))
+        await self.set_trace_config(*trace_cfg)
+        for _ in range(min(self.cfg.num_prestart_workers, int(self.leases.total.get("CPU", 0)))):
+            self.do_start_worker(self.leases.pool.next_counter())
+
+    async def set_trace_config(self, on, rules, collector) -> None:
+        self.trace_config = (on, rules, collector)
+        self.uplink.configure(on, rules, collector)
+        await self.all_workers("trace_config", on, rules, collector)
+
+    async def all_workers(self, method: str, *args) -> list:
+        conns = [c for c in self.worker_conns.values() if not c.closed]
+        results = await asyncio.gather(
+            *(asyncio.wait_for(c.call(method, *args), 5) for c in conns), return_exceptions=True)
+        return list(results)
+
+
+class RayletHandler:
+    def __init__(self, raylet: Raylet):
+        self.r = raylet
+        self.worker_id = None
+        self.owner = None
+
+    def connection_lost(self, conn, exc):
+        r = self.r
+        if conn is r.gcs:
+            r.stopping.set()  # the cluster is going away
+            return
+        if self.worker_id is not None:
+            r.worker_conns.pop(self.worker_id, None)
+            r.run_soon(r.leases.worker_died(self.worker_id))
+        if self.owner is not None:
+            keys = {k for k, (_f, c) in r.pending.items() if c is conn}
+            for k in keys:
+                fut, _ = r.pending.pop(k)
+                if not fut.done():
+                    fut.cancel()
+            r.run_soon(r.leases.cancel_requests(keys) + r.leases.owner_died(self.owner))
+
+    # -- owners ask for workers ----------------------------------------------------------
+    async def rpc_request_worker_lease(self, conn, resources, placement, strategy, spilled,
+                                       owner, task_id, name, actor_id):
+        r = self.r
+        self.owner = owner
+        key = r.new_key()
+        fut = r.loop.create_future()
+        r.pending[key] = (fut, conn)
+        req = LeaseRequest(key, resources, placement if placement is not None else resources,
+                           strategy, spilled, owner, task_id, name, actor_id)
+        await r.run(r.leases.request(req))
+        return await fut
+
+    def rpc_return_worker(self, conn, lease_id, disconnect):
+        r = self.r
+        r.run_soon(r.leases.return_worker(lease_id, disconnect, time.monotonic()))
+
+    def rpc_kill_worker(self, conn, worker_id, force=True):
+        self.r.do_kill_worker(worker_id)
+        return True
+
+    # -- workers --------------------------------------------------------------------
+    def rpc_register_worker(self, conn, worker_id, pid, address):
+        r = self.r
+        self.worker_id = worker_id
+        r.worker_conns[worker_id] = conn
+        counter = int(address.rsplit("_", 1)[1].split(".")[0])
+        r.run_soon(r.leases.worker_registered(WorkerInfo(worker_id, counter, pid, address)))
+        return r.trace_config
+
+    def rpc_worker_blocked(self, conn, worker_id):
+        self.r.run_soon(self.r.leases.worker_blocked(worker_id))
+
+    def rpc_worker_unblocked(self, conn, worker_id):
+        self.r.run_soon(self.r.leases.worker_unblocked(worker_id))
+
+    # -- the GCS: health checks, resource pulls, broadcasts ---------------------------
+    def rpc_ping(self, conn):
+        return True
+
+    def rpc_get_resources(self, conn):
+        return self.r.leases.report()
+
+    def rpc_resource_view(self, conn, snapshot):
+        self.r.run_soon(self.r.leases.update_view(snapshot))
+
+    def rpc_node_added(self, conn, info):
+        self.r.leases.node_added(bytes.fromhex(info["NodeID"]), info["RayletSocketName"])
+
+    def rpc_node_dead(self, conn, node_id, label, cause):
+        self.r.run_soon(self.r.leases.node_dead(node_id))
+
+    async def rpc_trace_config(self, conn, on, rules, collector):
+        await self.r.set_trace_config(on, rules, collector)
+        return True
+
+    async def rpc_trace_flush(self, conn):
+        TRACER.flush()
+        out = {TRACER.pid: TRACER.last_seq()}
+        for part in await self.r.all_workers("trace_flush"):
+            if isinstance(part, dict):
+                out.update(part)
+        return out
+
+    # -- views ------------------------------------------------------------------------
+    def rpc_get_node_state(self, conn):
+        r = self.r
+        lm = r.leases
+        return {
+            "node_id": r.node_id, "label": r.label, "total": lm.total,
+            "available": lm.available,
+            "workers": [(w.worker_id, w.pid, w.state, w.task_name, w.actor_id)
+                        for w in lm.pool.workers.values()],
+            "queued": [(q.name, q.placement) for q in lm.queue],
+            "infeasible": [(q.name, q.placement) for q in lm.infeasible],
+        }
+
+
+def _kill_pid(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+async def serve_raylet(args, session, zygote_pid, zygote_fd) -> None:
+    raylet = Raylet(session, args.index, args.label, json.loads(args.resources),
+                    args.object_store_memory, args.head, zygote_pid, zygote_fd)
+    loop = asyncio.get_running_loop()
+    server = await serve(raylet.address, session.token, lambda: RayletHandler(raylet),
+                         name=f"raylet-{args.label}")
+    watch_lifeline(loop, args.lifeline_fd, raylet.stopping.set)
+    on_signals(loop, raylet.stopping.set)
+    await raylet.register()
+    await raylet.stopping.wait()
+    TRACER.on = False
+    server.close()
+
+
+def main(argv=None) -> None:
+    p = common_args("raylab raylet")
+    p.add_argument("--index", type=int, required=True)
+    p.add_argument("--label", required=True)
+    p.add_argument("--resources", required=True)
+    p.add_argument("--object-store-memory", type=int, default=0)
+    p.add_argument("--head", action="store_true")
+    args = p.parse_args(argv)
+    session = SessionInfo.load(args.session)
+    node_id = ids.node_id(args.index)
+    # fork the zygote first, while this process has no threads and no event loop
+    zpid, zfd = zygote.start(session.dir, node_id, args.label,
+                             session.socket(f"r{args.index}"), close_fds=(args.lifeline_fd,))
+    try:
+        asyncio.run(serve_raylet(args, session, zpid, zfd))
+    finally:
+        # take the whole node down with us: zygote and workers share our process group
+        try:
+            os.killpg(os.getpgid(0), signal.SIGKILL)
+        finally:
+            os._exit(0)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,42 @@
+"""Ray's state names for tasks, actors and nodes, verbatim.
+
+Views and the state API print these exact words, so a student can match
+what raylab shows with Ray's dashboard and documentation.
+"""
+
+# Task states (ray.util.state / the task lifecycle)
+PENDING_ARGS_AVAIL = "PENDING_ARGS_AVAIL"          # waiting for arguments to be ready
+PENDING_NODE_ASSIGNMENT = "PENDING_NODE_ASSIGNMENT"  # waiting for a lease
+SUBMITTED_TO_WORKER = "SUBMITTED_TO_WORKER"        # pushed to a leased worker
+RUNNING = "RUNNING"
+FINISHED = "FINISHED"
+FAILED = "FAILED"
+PENDING_ACTOR_TASK_ARGS_DELAY = "PENDING_ACTOR_TASK_ARGS_DELAY"
+PENDING_ACTOR_TASK_ORDERING_OR_CONCURRENCY = "PENDING_ACTOR_TASK_ORDERING_OR_CONCURRENCY"
+
+TASK_STATES = [PENDING_ARGS_AVAIL, PENDING_NODE_ASSIGNMENT, SUBMITTED_TO_WORKER, RUNNING,
+               FINISHED, FAILED]
+
+# Actor states (the GCS actor table)
+DEPENDENCIES_UNREADY = "DEPENDENCIES_UNREADY"
+PENDING_CREATION = "PENDING_CREATION"
+ALIVE = "ALIVE"
+RESTARTING = "RESTARTING"
+DEAD = "DEAD"
+
+ACTOR_STATES = [DEPENDENCIES_UNREADY, PENDING_CREATION, ALIVE, RESTARTING, DEAD]
+
+# Node states (the GCS node table)
+NODE_ALIVE = "ALIVE"
+NODE_DEAD = "DEAD"
+
+# Job states
+JOB_RUNNING = "RUNNING"
+JOB_FINISHED = "FINISHED"
+
+# Placement group states
+PG_PENDING = "PENDING"
+PG_PREPARED = "PREPARED"
+PG_CREATED = "CREATED"
+PG_REMOVED = "REMOVED"
+PG_RESCHEDULING = "RESCHEDULING"

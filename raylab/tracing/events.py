@@ -1,0 +1,72 @@
+"""The one trace event record.
+
+Every protocol step of every flow is one :class:`TraceEvent`: where it
+happened (node, component, pid), when (wall time for humans, a Lamport clock
+for causal order), what (flow and step name, the ids involved) and why (the
+causal parent, the scheduling reason in ``detail``). The narrative in the
+lecture's words is derived from the step name by :mod:`raylab.tracing.steps`,
+so emitting an event never formats text.
+
+``level`` is the zoom level: 0 for the steps a lecture slide shows, 1 for the
+protocol messages that carry a step out.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+LECTURE = 0
+PROTOCOL = 1
+
+
+@dataclass(slots=True)
+class TraceEvent:
+    lamport: int
+    pid: int
+    seq: int
+    time: float
+    node: str
+    component: str
+    flow: str
+    step: str
+    ids: dict = field(default_factory=dict)
+    detail: dict = field(default_factory=dict)
+    parent: tuple | None = None
+    level: int = LECTURE
+    held: bool = False
+
+    @property
+    def key(self) -> tuple:
+        """Identifies this event across the cluster: (pid, per-process sequence)."""
+        return (self.pid, self.seq)
+
+    @property
+    def narrative(self) -> str:
+        from raylab.tracing.steps import narrate
+        return narrate(self)
+
+    def to_wire(self) -> tuple:
+        return (self.lamport, self.pid, self.seq, self.time, self.node, self.component,
+                self.flow, self.step, self.ids, self.detail, self.parent, self.level, self.held)
+
+    @classmethod
+    def from_wire(cls, t: tuple) -> "TraceEvent":
+        return cls(*t)
+
+    def sort_key(self) -> tuple:
+        return (self.lamport, self.time, self.pid, self.seq)
+
+    def matches(self, **criteria) -> bool:
+        """True if every criterion holds: flow/step/component/node/level, or an id (task=...)."""
+        for k, want in criteria.items():
+            if want is None:
+                continue
+            if k in ("flow", "step", "component", "node", "level"):
+                have = getattr(self, k)
+            else:
+                have = self.ids.get(k)
+            if isinstance(want, (list, tuple, set, frozenset)):
+                if have not in want:
+                    return False
+            elif have != want:
+                return False
+        return True

@@ -1,0 +1,98 @@
+"""The driver's trace collector and recorders.
+
+Every process streams its trace events to the driver; the :data:`COLLECTOR`
+here receives them and hands them to each active :class:`Recorder` (what
+``raylab.tracing()`` returns). With no recorder and no step mode, tracing is
+off everywhere and costs nearly nothing.
+"""
+from __future__ import annotations
+
+import threading
+
+from raylab.tracing.emit import TRACER
+from raylab.tracing.events import TraceEvent
+
+
+class Recorder:
+    """Keeps the events of one ``with raylab.tracing() as t:`` block."""
+
+    def __init__(self):
+        self.events: list[TraceEvent] = []
+        self._lock = threading.Lock()
+
+    def add(self, events: list) -> None:
+        with self._lock:
+            self.events.extend(events)
+
+    def snapshot(self) -> list[TraceEvent]:
+        with self._lock:
+            return sorted(self.events, key=TraceEvent.sort_key)
+
+
+class Collector:
+    def __init__(self):
+        self.recorders: list[Recorder] = []
+        self.cw = None
+        self.uplinks: dict[int, object] = {}   # pid -> connection (for step releases)
+        self.on_held = []                      # callbacks(event) when a process pauses
+        self.seen: dict[int, int] = {}         # pid -> highest sequence number received
+        self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)
+
+    def attach(self, cw) -> None:
+        self.cw = cw
+        TRACER.pid = cw.pid
+        TRACER.node = cw.node_label
+        TRACER.role = "driver"
+        TRACER.sink = self._local_batch
+        TRACER.wakeup = lambda: cw.loop.call_soon_threadsafe(TRACER.flush)
+
+    def detach(self, cw) -> None:
+        if self.cw is cw:
+            TRACER.on = False
+            TRACER.release_all()
+            TRACER.sink = None
+            TRACER.wakeup = None
+            self.cw = None
+            self.uplinks.clear()
+
+    def add_uplink(self, pid: int, conn) -> None:
+        self.uplinks[pid] = conn
+
+    def _local_batch(self, batch: list) -> None:
+        self.add_batch(batch)
+
+    def add_batch(self, batch: list) -> None:
+        events = [TraceEvent.from_wire(t) for t in batch]
+        with self._lock:
+            recorders = list(self.recorders)
+            held_cbs = list(self.on_held)
+            seen = self.seen
+            for ev in events:
+                if ev.seq > seen.get(ev.pid, 0):
+                    seen[ev.pid] = ev.seq
+            self._arrived.notify_all()
+        for r in recorders:
+            r.add(events)
+        for ev in events:
+            if ev.held:
+                for cb in held_cbs:
+                    cb(ev)
+
+    def wait_for(self, marks: dict, timeout: float) -> bool:
+        """Wait until every process's events up to ``marks[pid]`` have arrived."""
+        with self._lock:
+            return self._arrived.wait_for(
+                lambda: all(self.seen.get(pid, 0) >= seq for pid, seq in marks.items()), timeout)
+
+    def add_recorder(self, r: Recorder) -> None:
+        with self._lock:
+            self.recorders.append(r)
+
+    def remove_recorder(self, r: Recorder) -> None:
+        with self._lock:
+            if r in self.recorders:
+                self.recorders.remove(r)
+
+
+COLLECTOR = Collector()

@@ -1,0 +1,100 @@
+"""The catalog of protocol steps: each step's name, and its sentence in the lecture's words.
+
+A trace event carries only the step name, the ids and a few details; the
+narrative is made here, when a view asks for it, so emitting stays cheap.
+The same names appear in the code (``step("raylet", "task", "lease_granted")``),
+in trace events and in every view.
+"""
+from __future__ import annotations
+
+from raylab.tracing.events import TraceEvent
+
+# step name -> sentence template. Fields: {who} (the acting box), {node}, any id
+# ({task}, {object}, {worker}, ...) as a short hex, and any detail field.
+NARRATIVES = {
+    # Step 0: functions
+    "export_function": "{who} exports remote function {name} to the GCS function table",
+    "register_function": "GCS registers the function in its function table; workers fetch it "
+                         "from there",
+    "fetch_function": "{who} fetches the function from the GCS function table",
+    # tasks (ownership: Ray 2)
+    "submit_task": "{who} submits task {name}() and gets back ObjectRef(s) at once",
+    "resolve_dependencies": "{who} resolves {name}'s arguments: every ObjectRef it takes is ready",
+    "request_lease": "{who} asks {raylet}'s raylet for a worker lease to run {name} ({why})",
+    "schedule_decision": "{who} scheduler picks {to} for {name}: {why}",
+    "spillback": "{who} says: spill back, try {to} ({why})",
+    "lease_granted": "{who} grants a lease on worker pid {worker_pid} for {name}",
+    "push_task": "{who} pushes {name} straight to the leased worker on {to}",
+    "execute_task": "{who} executes {name}()",
+    "task_returned": "{who} finishes {name} and replies to the owner with the return value "
+                     "({returns})",
+    "task_finished": "{who} (the owner) stores {name}'s result; anyone waiting in ray.get wakes",
+    "task_failed": "{who} records that {name} failed ({error})",
+    "return_worker": "{who} returns the leased worker to its raylet",
+    "lease_returned": "{who} takes the worker back into its pool",
+    "infeasible": "{who} cannot place {name} anywhere: {why}",
+    "infeasible_warning": "{who} warns: {name} is infeasible ({why})",
+    "unschedulable": "{who} cannot schedule the task: {why}",
+    "worker_blocked": "{who} lends the CPU of a worker blocked in ray.get to other tasks",
+    "worker_started": "{who} started a worker process (pid {pid})",
+    "lease_request_failed": "{who}'s lease request failed ({error}); retrying",
+    "cancel_task": "{who} interrupts the task (ray.cancel)",
+    "worker_exit": "{who} exits ({reason})",
+    # objects
+    "put_object": "{who} puts an object ({size} bytes) into its {where}",
+    "get_object": "{who} checks its local object store for {object}",
+    "get_local_hit": "{who} finds {object} locally",
+    "ask_owner": "{who} asks the owner of {object} where it is (a long poll)",
+    "owner_replied": "{who} hears from the owner: {object} is ready ({kind})",
+    "get_returned": "{who}'s ray.get returns the value of {object}",
+    "wait_returned": "{who}'s ray.wait returns {ready} ready, {not_ready} not ready",
+    "borrower_added": "{who} (owner) records a borrower of {object}",
+    "object_freed": "{who} frees {object}: {reason}",
+    # nodes and failures
+    "node_registered": "GCS registers node {label} and broadcasts it to the raylets",
+    "health_check_missed": "GCS: {label} missed health check {missed}/{threshold}",
+    "node_marked_dead": "GCS marks {label} DEAD ({cause}) and broadcasts the death",
+    "worker_died": "{who} notices that a worker died",
+    "retry_task": "{who} retries {name} (attempt {attempt}: {why})",
+    "resource_view_broadcast": "GCS broadcasts the cluster resource view to every raylet",
+}
+
+_ROLE_NAMES = {"driver": "Driver", "worker": "Worker", "raylet": "raylet", "gcs": "GCS",
+               "scheduler": "scheduler", "object_store": "object store",
+               "object_manager": "object manager"}
+
+
+def who(ev: TraceEvent) -> str:
+    """The acting box, as the slides say it: "Driver", "N2's raylet", "Worker on N2"."""
+    c = ev.component
+    if c == "driver":
+        return "Driver"
+    if c == "gcs":
+        return "GCS"
+    if c == "worker":
+        return f"Worker on {ev.node}" if ev.node else "Worker"
+    name = _ROLE_NAMES.get(c, c)
+    return f"{ev.node}'s {name}" if ev.node else name
+
+
+class _Fields(dict):
+    def __missing__(self, key):
+        return "?"
+
+
+def narrate(ev: TraceEvent) -> str:
+    template = ev.detail.get("text") or NARRATIVES.get(ev.step)
+    if template is None:
+        return f"{who(ev)}: {ev.step.replace('_', ' ')}"
+    fields = _Fields()
+    for k, v in ev.ids.items():
+        if v is not None:
+            fields[k] = v[:8] if isinstance(v, str) else v
+    for k, v in ev.detail.items():
+        fields[k] = v
+    fields["who"] = who(ev)
+    fields["node"] = ev.node
+    try:
+        return template.format_map(fields)
+    except (ValueError, KeyError, IndexError):
+        return f"{who(ev)}: {ev.step.replace('_', ' ')}"

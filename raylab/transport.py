@@ -1,0 +1,276 @@
+"""Transport: the wires between the boxes on the lecture's diagram.
+
+Every arrow on the slides (driver -> local scheduler, raylet -> GCS, owner ->
+worker, object store -> object store) is a message on one of these
+connections: asyncio streams over Unix sockets that live in the session's
+private directory (mode 0700).
+
+A connection carries frames: a fixed header (payload length and the sender's
+Lamport clock, so trace events can be ordered causally across processes) and a
+pickled ``(request_id, method, args)`` tuple. ``request_id`` 0 means a one-way
+message; otherwise the peer answers with a reply frame carrying the same id.
+
+Before anything from a peer is unpickled, the peer must present the session
+token: the first bytes a client writes are the token, and the server drops the
+connection if they do not match. Unpickling is only ever done on data from
+authenticated peers.
+
+Handlers are plain objects with ``rpc_<method>(conn, *args)`` methods; a
+method may return a value or a coroutine (the reply is sent when it finishes).
+Addresses are strings (``"unix:/path"``) so that TCP can be added later
+without changing callers.
+"""
+from __future__ import annotations
+
+import asyncio
+import hmac
+import os
+import pickle
+import struct
+
+from raylab.tracing import clock
+
+TOKEN_BYTES = 32
+_HEADER = struct.Struct("<QQ")  # payload length, Lamport clock of the sender
+_HLEN = _HEADER.size
+_REPLY = "__reply__"
+_ERROR = "__error__"
+_dumps = pickle.dumps
+_loads = pickle.loads
+
+
+class ConnectionLost(ConnectionError):
+    """The peer went away before answering."""
+
+
+class RemoteError(Exception):
+    """An exception raised by a peer's handler that could not be sent as-is."""
+
+
+def unix_address(path: str) -> str:
+    return "unix:" + path
+
+
+def _path_of(address: str) -> str:
+    kind, _, rest = address.partition(":")
+    if kind != "unix":
+        raise ValueError(f"unsupported transport address {address!r}; only unix: is implemented")
+    return rest
+
+
+class Connection(asyncio.Protocol):
+    """One authenticated, framed, bidirectional message stream."""
+
+    def __init__(self, handler, token: bytes, server: bool, name: str = ""):
+        self.handler = handler
+        self.token = token
+        self.name = name
+        self.peer = None  # set by handlers that learn who is on the other end
+        self.transport = None
+        self.closed = False
+        self._authenticated = not server
+        self._buf = bytearray()
+        self._pending: dict[int, asyncio.Future] = {}
+        self._next_id = 1
+        self._out: list[bytes] = []
+        self._flush_scheduled = False
+        self._loop = None
+        self._methods: dict[str, object] = {}
+        self.lost = None  # asyncio.Future resolved when the connection closes
+
+    # -- asyncio.Protocol -------------------------------------------------
+    def connection_made(self, transport):
+        self.transport = transport
+        self._loop = asyncio.get_running_loop()
+        self.lost = self._loop.create_future()
+        if not self._authenticated:
+            return
+        transport.write(self.token)  # the client speaks first: the token
+
+    def data_received(self, data):
+        buf = self._buf
+        buf += data
+        if not self._authenticated:
+            if len(buf) < TOKEN_BYTES:
+                return
+            if not hmac.compare_digest(bytes(buf[:TOKEN_BYTES]), self.token):
+                self.transport.abort()  # never unpickle from a stranger
+                return
+            del buf[:TOKEN_BYTES]
+            self._authenticated = True
+        pos = 0
+        n = len(buf)
+        while n - pos >= _HLEN:
+            size, ts = _HEADER.unpack_from(buf, pos)
+            end = pos + _HLEN + size
+            if end > n:
+                break
+            msg = _loads(memoryview(buf)[pos + _HLEN:end])
+            pos = end
+            clock.observe(ts)
+            self._dispatch(msg)
+            if self.closed:
+                return
+        if pos:
+            del buf[:pos]
+
+    def connection_lost(self, exc):
+        self.closed = True
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(ConnectionLost(f"connection {self.name} lost"))
+        self._pending.clear()
+        if self.lost is not None and not self.lost.done():
+            self.lost.set_result(None)
+        cb = getattr(self.handler, "connection_lost", None)
+        if cb is not None:
+            cb(self, exc)
+
+    # -- sending ----------------------------------------------------------
+    def _write(self, msg) -> None:
+        if self.closed:
+            raise ConnectionLost(f"connection {self.name} is closed")
+        payload = _dumps(msg, 5)
+        self._out.append(_HEADER.pack(len(payload), clock.tick()))
+        self._out.append(payload)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self._out and not self.closed:
+            data = b"".join(self._out)
+            self._out.clear()
+            self.transport.write(data)
+
+    def send(self, method: str, *args) -> None:
+        """A one-way message: no reply is expected."""
+        self._write((0, method, args))
+
+    def call(self, method: str, *args) -> asyncio.Future:
+        """A request; the returned future resolves to the peer's reply."""
+        rid = self._next_id
+        self._next_id = rid + 1
+        fut = self._loop.create_future()
+        self._pending[rid] = fut
+        self._write((rid, method, args))
+        return fut
+
+    def close(self) -> None:
+        if self.transport is not None and not self.closed:
+            self._flush()
+            self.transport.close()
+
+    # -- receiving --------------------------------------------------------
+    def _dispatch(self, msg) -> None:
+        rid, method, args = msg
+        if method == _REPLY or method == _ERROR:
+            fut = self._pending.pop(rid, None)
+            if fut is not None and not fut.done():
+                if method == _REPLY:
+                    fut.set_result(args)
+                else:
+                    fut.set_exception(args)
+            return
+        fn = self._methods.get(method)
+        if fn is None:
+            fn = getattr(self.handler, "rpc_" + method, None)
+            if fn is None:
+                if rid:
+                    self._reply_error(rid, AttributeError(f"no such method {method!r}"))
+                return
+            self._methods[method] = fn
+        try:
+            result = fn(self, *args)
+        except Exception as e:  # a handler bug must not kill the connection
+            if rid:
+                self._reply_error(rid, e)
+            else:
+                _report_handler_error(self, method, e)
+            return
+        if asyncio.iscoroutine(result):
+            result = self._loop.create_task(result)
+        if asyncio.isfuture(result):
+            if rid:
+                result.add_done_callback(lambda t, rid=rid: self._reply_task(rid, t))
+            else:
+                result.add_done_callback(lambda t, m=method: _log_task_error(self, m, t))
+        elif rid:
+            self._reply(rid, result)
+
+    def _reply(self, rid, value) -> None:
+        if self.closed:
+            return
+        try:
+            self._write((rid, _REPLY, value))
+        except Exception as e:  # an unpicklable answer becomes an error for the caller
+            self._reply_error(rid, RemoteError(f"could not send the reply: {e!r}"))
+
+    def _reply_error(self, rid, exc) -> None:
+        if self.closed:
+            return
+        try:
+            pickle.dumps(exc, 5)
+        except Exception:
+            exc = RemoteError(f"{type(exc).__name__}: {exc}")
+        self._write((rid, _ERROR, exc))
+
+    def _reply_task(self, rid, task) -> None:
+        if task.cancelled():
+            self._reply_error(rid, ConnectionLost("request cancelled"))
+        elif task.exception() is not None:
+            self._reply_error(rid, task.exception())
+        else:
+            self._reply(rid, task.result())
+
+
+def _report_handler_error(conn, method, exc):
+    import traceback
+    traceback.print_exception(type(exc), exc, exc.__traceback__)
+    print(f"raylab: handler for {method!r} on {conn.name} failed: {exc!r}", flush=True)
+
+
+def _log_task_error(conn, method, task):
+    if not task.cancelled() and task.exception() is not None:
+        _report_handler_error(conn, method, task.exception())
+
+
+async def serve(address: str, token: bytes, make_handler, name: str = "server"):
+    """Listen at ``address``; ``make_handler()`` gives the handler for each peer."""
+    path = _path_of(address)
+    loop = asyncio.get_running_loop()
+    return await loop.create_unix_server(
+        lambda: Connection(make_handler(), token, server=True, name=name), path)
+
+
+async def connect(address: str, token: bytes, handler, name: str = "", timeout: float = 10.0,
+                  retry: bool = False) -> Connection:
+    """Open an authenticated connection; with ``retry`` wait for the socket to appear."""
+    path = _path_of(address)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    delay = 0.002
+    while True:
+        try:
+            _, conn = await loop.create_unix_connection(
+                lambda: Connection(handler, token, server=False, name=name or path), path)
+            return conn
+        except (FileNotFoundError, ConnectionRefusedError):
+            if not retry or loop.time() > deadline:
+                raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+
+def new_token() -> bytes:
+    return os.urandom(TOKEN_BYTES)
+
+
+def socket_path_ok(path: str) -> bool:
+    # sockaddr_un.sun_path is 108 bytes on Linux, including the NUL
+    return len(os.fsencode(path)) < 107
+
+
+__all__ = ["Connection", "ConnectionLost", "RemoteError", "serve", "connect", "new_token",
+           "unix_address", "socket_path_ok"]

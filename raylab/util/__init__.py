@@ -1,0 +1,1 @@
+"""Ray's ``ray.util`` namespace: scheduling strategies, placement groups, state."""

@@ -1,0 +1,1 @@
+"""The worker process: runs tasks and actor methods under leases."""
