@@ -80,7 +80,7 @@ class TraceUplink:
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, token: bytes, node_label: str = "",
-                 role: str = ""):
+                 role: str = "", proc: str = ""):
         self.loop = loop
         self.token = token
         self.collector = None
@@ -90,6 +90,7 @@ class TraceUplink:
         self._pending: list = []  # events recorded before the uplink connected
         TRACER.node = node_label
         TRACER.role = role
+        TRACER.proc = proc or role
         TRACER.pid = os.getpid()
         TRACER.sink = self._send
         TRACER.wakeup = self._wake

@@ -11,7 +11,7 @@ import hashlib
 
 from raylab import options as opt
 from raylab.core_worker.serialization import dumps_function
-from raylab.tracing.emit import step
+from raylab.tracing.emit import TRACER, step
 
 
 class RemoteFunction:
@@ -66,7 +66,7 @@ class RemoteFunction:
             self._fid = hashlib.sha1(self._blob).digest()[:20]
         if self._exported_to is not cw and self._fid not in cw.exported:
             cw.exported.add(self._fid)
-            step("core_worker", "task", "export_function", function=self._fid.hex(),
+            TRACER.on and step("core_worker", "task", "export_function", function=self._fid.hex(),
                  detail={"name": self._name, "bytes": len(self._blob)})
             cw.export(self._fid, self._blob)
         self._exported_to = cw

@@ -372,7 +372,7 @@ class CoreWorkerHandler:
         pass
 
     def rpc_lease_infeasible(self, conn, name, resources, why):
-        step("core_worker", "task", "infeasible_warning", detail={"name": name, "why": why})
+        TRACER.on and step("core_worker", "task", "infeasible_warning", detail={"name": name, "why": why})
         print(f"Warning: the task or actor {name} requests {resources}, which no node in "
               f"the cluster can provide ({why}). It stays pending until a node that fits it "
               "joins the cluster (raylab.cluster_utils.Cluster.add_node).",

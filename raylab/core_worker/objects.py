@@ -21,7 +21,7 @@ from raylab import exceptions as exc
 from raylab.core_worker.memory_store import ERROR, IN_PLASMA, VALUE, Waiter
 from raylab.core_worker.object_ref import ObjectRef
 from raylab.core_worker.serialization import deserialize, serialize
-from raylab.tracing.emit import step
+from raylab.tracing.emit import TRACER, step
 from raylab.transport import ConnectionLost
 
 
@@ -45,7 +45,7 @@ class ObjectApi:
             if contained:
                 cw.refs.set_contains(oid, contained)
         cw.store.put(oid, (VALUE, data))
-        step("core_worker", "put", "put_object", object=oid.hex(), detail={
+        TRACER.on and step("core_worker", "put", "put_object", object=oid.hex(), detail={
             "size": len(data), "where": "in-process memory store"})
         return ObjectRef(oid, cw.address)
 
@@ -141,7 +141,7 @@ class ObjectApi:
                 ready.append(r)
             else:
                 not_ready.append(r)
-        step("core_worker", "wait", "wait_returned", detail={
+        TRACER.on and step("core_worker", "wait", "wait_returned", detail={
             "ready": len(ready), "not_ready": len(not_ready)})
         return ready, not_ready
 
@@ -158,7 +158,7 @@ class ObjectApi:
 
     async def _fetch(self, oid: bytes, owner: str) -> None:
         cw = self.cw
-        step("core_worker", "get", "ask_owner", object=oid.hex(), detail={"owner": owner})
+        TRACER.on and step("core_worker", "get", "ask_owner", object=oid.hex(), detail={"owner": owner})
         try:
             conn = await cw.conn_to(owner)
             kind, payload = await conn.call("get_object_status", oid)
@@ -168,7 +168,7 @@ class ObjectApi:
             self._fetching.discard(oid)
         if kind == IN_PLASMA:
             kind, payload = await self.cw.plasma_fetch(oid, payload)
-        step("core_worker", "get", "owner_replied", object=oid.hex(),
+        TRACER.on and step("core_worker", "get", "owner_replied", object=oid.hex(),
              detail={"kind": ("value", "error", "plasma")[kind]})
         cw.store.put(oid, (kind, payload))
 
@@ -215,7 +215,7 @@ class ObjectApi:
         with cw.lock:
             added = cw.refs.add_borrower(oid, address)
         if added:
-            step("core_worker", "refcount", "borrower_added", 1, object=oid.hex(),
+            TRACER.on and step("core_worker", "refcount", "borrower_added", 1, object=oid.hex(),
                  detail={"borrower": address})
         return added
 
@@ -245,7 +245,7 @@ class ObjectApi:
 
     def free_owned(self, oid: bytes, entry) -> None:
         """An object we own went out of scope: it is gone from every store."""
-        step("core_worker", "refcount", "object_freed", object=oid.hex(),
+        TRACER.on and step("core_worker", "refcount", "object_freed", object=oid.hex(),
              detail={"reason": "no references remain"})
         free_copies = getattr(self.cw, "free_plasma_copies", None)
         if entry.locations and free_copies is not None:

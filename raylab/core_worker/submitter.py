@@ -29,7 +29,7 @@ from raylab.core_worker.task_spec import ARG_REF, ARG_VALUE
 from raylab.scheduling import policies
 from raylab.states import (FAILED, FINISHED, PENDING_ARGS_AVAIL, PENDING_NODE_ASSIGNMENT,
                            SUBMITTED_TO_WORKER)
-from raylab.tracing.emit import checkpoint, step
+from raylab.tracing.emit import TRACER, checkpoint, step
 from raylab.transport import ConnectionLost
 
 
@@ -114,7 +114,7 @@ class NormalTaskSubmitter:
             elif kind == ERROR:  # an argument failed: so does this task, without running
                 self._finish_failed(spec, payload)
                 return
-        step("core_worker", "task", "resolve_dependencies", task=spec.task_id.hex(),
+        TRACER.on and step("core_worker", "task", "resolve_dependencies", task=spec.task_id.hex(),
              detail={"args": len(args), "name": spec.name})
         self._enqueue(spec)
 
@@ -194,7 +194,7 @@ class NormalTaskSubmitter:
         except Exception as e:  # a raylet we asked died: try again from the start
             q.pending_leases -= 1
             if not cw.shutting_down:
-                step("core_worker", "task", "lease_request_failed", 1, detail={"error": repr(e)})
+                TRACER.on and step("core_worker", "task", "lease_request_failed", 1, detail={"error": repr(e)})
                 await asyncio.sleep(0.05)
                 self._pump(q)
             return
@@ -221,11 +221,11 @@ class NormalTaskSubmitter:
         node_id, address, why = self.choose_raylet(spec)
         spilled = False
         for _hop in range(16):
-            hold = checkpoint("core_worker", "task", "request_lease", task=spec.task_id.hex(),
+            hold = TRACER.on and checkpoint("core_worker", "task", "request_lease", task=spec.task_id.hex(),
                               node=node_id.hex() if node_id else None,
                               detail={"raylet": cw.label_of(node_id), "why": why,
                                       "resources": spec.resources, "name": spec.name})
-            if hold is not None:
+            if hold:
                 await hold
             conn = await cw.conn_to(address)
             reply = await conn.call("request_worker_lease", spec.resources,
@@ -238,7 +238,7 @@ class NormalTaskSubmitter:
             if kind == "spillback":
                 _, node_id, address, why = reply
                 spilled = True
-                step("core_worker", "task", "spillback", task=spec.task_id.hex(),
+                TRACER.on and step("core_worker", "task", "spillback", task=spec.task_id.hex(),
                      node=node_id.hex(), detail={"to": cw.label_of(node_id), "why": why})
                 continue
             if kind == "unschedulable":
@@ -254,7 +254,7 @@ class NormalTaskSubmitter:
         lw.in_flight[tid] = spec
         self.running_on[tid] = lw
         self.states[tid] = SUBMITTED_TO_WORKER
-        step("core_worker", "task", "push_task", task=tid.hex(), node=lw.node_id.hex(),
+        TRACER.on and step("core_worker", "task", "push_task", task=tid.hex(), node=lw.node_id.hex(),
              detail={"worker": lw.worker_id.hex()[:8], "name": spec.name,
                      "to": self.cw.label_of(lw.node_id)})
         try:
@@ -282,7 +282,7 @@ class NormalTaskSubmitter:
         if lw.dead:
             return
         lw.dead = True
-        step("core_worker", "failure", "worker_died", task=None, node=lw.node_id.hex(),
+        TRACER.on and step("core_worker", "failure", "worker_died", task=None, node=lw.node_id.hex(),
              detail={"worker": lw.worker_id.hex()[:8], "pid": lw.pid})
         if q is not None and lw in q.leases:
             q.leases.remove(lw)
@@ -297,7 +297,7 @@ class NormalTaskSubmitter:
         left = spec.max_retries
         if left == -1 or spec.attempt < left:
             spec.attempt += 1
-            step("core_worker", "failure", "retry_task", task=tid.hex(),
+            TRACER.on and step("core_worker", "failure", "retry_task", task=tid.hex(),
                  detail={"attempt": spec.attempt, "why": why, "name": spec.name,
                          "max_retries": left})
             self.submit(spec)
@@ -332,7 +332,7 @@ class NormalTaskSubmitter:
 
     def _send_return(self, lw: LeasedWorker, disconnect: bool = False) -> None:
         cw = self.cw
-        step("core_worker", "task", "return_worker", 1, node=lw.node_id.hex(),
+        TRACER.on and step("core_worker", "task", "return_worker", 1, node=lw.node_id.hex(),
              detail={"worker": lw.worker_id.hex()[:8], "disconnect": disconnect})
         conn = cw.conns.get(lw.raylet)
         if conn is not None and not conn.closed:

@@ -17,7 +17,7 @@ from raylab.core_worker.object_ref import ObjectRef
 from raylab.core_worker.serialization import SerializationError, serialize
 from raylab.core_worker.task_spec import ARG_REF, ARG_VALUE, NORMAL_TASK, TaskSpec
 from raylab.states import FAILED, FINISHED
-from raylab.tracing.emit import step
+from raylab.tracing.emit import TRACER, step
 
 
 class TaskManager:
@@ -71,8 +71,9 @@ class TaskManager:
             cw.refs.add_submitted(held)
         self.held_args[tid] = held
         refs = [ObjectRef(oid, cw.address) for oid in return_ids]
-        step("core_worker", "task", "submit_task", task=tid.hex(), detail={
-            "name": name, "args": len(arg_list), "returns": [r.hex() for r in return_ids]})
+        TRACER.on and step("core_worker", "task", "submit_task", task=tid.hex(), detail={
+            "name": name, "returns": [r.hex() for r in return_ids],
+            "arg_refs": [a[1].hex() for a in arg_list if a[0] == ARG_REF]})
         cw.call_soon(cw.submitter.submit, spec)
         return refs
 
@@ -102,7 +103,7 @@ class TaskManager:
                 payload = _load_error(payload)
             store.put(oid, (kind, payload))
         cw.submitter.task_done(spec.task_id, status != "ok")
-        step("core_worker", "task", "task_finished", task=spec.task_id.hex(),
+        TRACER.on and step("core_worker", "task", "task_finished", task=spec.task_id.hex(),
              node=node_id.hex() if node_id else None,
              detail={"name": spec.name, "status": FINISHED if status == "ok" else FAILED,
                      "returns": [("inline", "error", "store")[r[0]] for r in returns]})
@@ -121,7 +122,7 @@ class TaskManager:
         for oid in spec.return_ids():
             cw.store.put(oid, (ERROR, error))
         cw.submitter.task_done(spec.task_id, True)
-        step("core_worker", "task", "task_failed", task=spec.task_id.hex(),
+        TRACER.on and step("core_worker", "task", "task_failed", task=spec.task_id.hex(),
              detail={"name": spec.name, "error": type(error).__name__})
         if out:
             cw.release(out)

@@ -8,6 +8,8 @@ task runs, fetched from the object store when large).
 """
 from __future__ import annotations
 
+import operator
+
 from raylab import ids
 
 NORMAL_TASK = 0
@@ -30,6 +32,7 @@ class TaskSpec:
         "retry_exceptions", "runtime_env", "owner_address", "owner_worker_id",
         "parent_task_id", "depth", "actor_id", "actor_counter", "actor_options", "attempt",
         "method_name", "concurrency_group", "trace_parent", "submitter_address",
+        "_returns", "_key",  # caches, not sent
     )
 
     def __init__(self, task_id: bytes, job_id: bytes, kind: int, function_id: bytes, name: str,
@@ -66,25 +69,33 @@ class TaskSpec:
         self.concurrency_group = concurrency_group
         self.trace_parent = trace_parent
         self.submitter_address = submitter_address
+        self._returns = None
+        self._key = None
 
     def __reduce__(self):
-        # retry_exceptions may name classes only the owner can import; the owner decides
-        # retries, so workers get just whether it is set
-        state = [getattr(self, s) for s in TaskSpec.__slots__]
-        state[_RETRY_EXC] = bool(self.retry_exceptions)
-        return (TaskSpec, tuple(state))
+        state = _wire_fields(self)
+        if self.retry_exceptions and self.retry_exceptions is not True:
+            # it may name classes only the owner can import; the owner decides retries
+            state = state[:_RETRY_EXC] + (True,) + state[_RETRY_EXC + 1:]
+        return (TaskSpec, state)
 
     # -- derived ----------------------------------------------------------
     def return_ids(self) -> list[bytes]:
-        n = self.num_returns
-        if n == 0 and self.kind == ACTOR_CREATION_TASK:
-            n = 1  # the creation task's return marks the actor as created
-        return [ids.object_id(self.task_id, i + 1) for i in range(max(n, 0))]
+        r = self._returns
+        if r is None:
+            n = self.num_returns
+            if n == 0 and self.kind == ACTOR_CREATION_TASK:
+                n = 1  # the creation task's return marks the actor as created
+            r = self._returns = [ids.object_id(self.task_id, i + 1) for i in range(max(n, 0))]
+        return r
 
     def scheduling_key(self) -> tuple:
         """Tasks with the same key can reuse each other's leased workers."""
-        return (self.function_id, tuple(sorted(self.resources.items())), self.strategy,
-                _env_key(self.runtime_env))
+        k = self._key
+        if k is None:
+            k = self._key = (self.function_id, tuple(sorted(self.resources.items())),
+                             self.strategy, _env_key(self.runtime_env))
+        return k
 
     def ref_args(self) -> list[bytes]:
         return [a[1] for a in self.args if a[0] == ARG_REF]
@@ -96,7 +107,9 @@ class TaskSpec:
         return f"TaskSpec({self.name}, {self.task_id.hex()[:8]}, attempt={self.attempt})"
 
 
-_RETRY_EXC = TaskSpec.__slots__.index("retry_exceptions")
+_WIRE = TaskSpec.__slots__[:-2]
+_wire_fields = operator.attrgetter(*_WIRE)
+_RETRY_EXC = _WIRE.index("retry_exceptions")
 
 
 def _env_key(env):

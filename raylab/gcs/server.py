@@ -45,7 +45,7 @@ class GcsServer:
         self._traced_version = -1
         self.stopping = asyncio.Event()
         self.loop = asyncio.get_running_loop()
-        self.uplink = TraceUplink(self.loop, session.token, "N1", "gcs")
+        self.uplink = TraceUplink(self.loop, session.token, "N1", "gcs", "gcs")
 
     # -- effects ----------------------------------------------------------
     def apply(self, e):
@@ -85,7 +85,7 @@ class GcsServer:
         self.pubsub.publish("resources", "resource_view", (self.view.snapshot(),))
         if self.view.version != self._traced_version:
             self._traced_version = self.view.version
-            step("gcs", "scheduling", "resource_view_broadcast", 1,
+            TRACER.on and step("gcs", "scheduling", "resource_view_broadcast", 1,
                  detail={"version": self.view.version})
 
     async def health_checks(self) -> None:
@@ -187,7 +187,7 @@ class GcsHandler:
     def rpc_kv_put(self, conn, namespace, key, value, overwrite=True):
         added = self.gcs.kv.put(namespace, key, value, overwrite)
         if namespace == "fun":
-            step("gcs", "task", "register_function", detail={"function": key.hex()[:12]},
+            TRACER.on and step("gcs", "task", "register_function", detail={"function": key.hex()[:12]},
                  function=key.hex())
         return added
 

@@ -152,7 +152,8 @@ class LeaseManager:
         return [Trace("raylet", "task", "lease_granted",
                       {"task": req.task_id.hex(), "node": self.node_id.hex(),
                        "worker": w.worker_id.hex()},
-                      {"worker_pid": w.pid, "resources": req.resources, "name": req.name,
+                      {"worker_pid": w.pid, "worker_label": f"{self.label}.w{w.counter}",
+                       "resources": req.resources, "name": req.name,
                        "available_after": dict(self.available)}),
                 Reply(req.key, ("granted", lease.lease_id, w.worker_id, w.address, self.node_id,
                                 w.pid))]

@@ -47,7 +47,8 @@ class Raylet:
         self.zygote_fd = zygote_fd
         self.loop = asyncio.get_running_loop()
         self.stopping = asyncio.Event()
-        self.uplink = TraceUplink(self.loop, session.token, label, "raylet")
+        self.uplink = TraceUplink(self.loop, session.token, label, "raylet",
+                                  f"{label}.raylet")
         self.trace_config = (False, None, None)
         self._key = 0
 

@@ -45,11 +45,13 @@ class WorkerPool:
         self.idle.append(w)
 
     def pop_idle(self) -> WorkerInfo | None:
-        while self.idle:
-            w = self.idle.pop()  # the most recently used: its caches are warm
-            if w.state == IDLE:
-                return w
-        return None
+        """The idle worker with the lowest number: the same program gets the same workers."""
+        self.idle = [w for w in self.idle if w.state == IDLE]
+        if not self.idle:
+            return None
+        w = min(self.idle, key=lambda w: w.counter)
+        self.idle.remove(w)
+        return w
 
     def push_idle(self, w: WorkerInfo, now: float) -> None:
         w.state = IDLE

@@ -105,6 +105,7 @@ class Tracer:
         self.pid = os.getpid()
         self.node = ""             # node label, e.g. "N1"
         self.role = ""             # driver | worker | raylet | gcs: who "core_worker" is here
+        self.proc = ""             # stable process label: driver, gcs, N2.raylet, N2.w1
         self.rules = PauseRules()
         self._seq = 0
         self._lock = threading.Lock()
@@ -129,7 +130,7 @@ class Tracer:
             if component == "core_worker":
                 component = self.role or component
             ev = TraceEvent(clock.tick(), self.pid, seq, time.time(), self.node, component,
-                            flow, name, ids, detail or {}, parent, level)
+                            flow, name, ids, detail or {}, parent, level, False, self.proc)
             hold = None
             if pausable and self.rules.active and self.rules.should_pause(ev):
                 ev.held = True

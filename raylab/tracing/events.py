@@ -33,6 +33,7 @@ class TraceEvent:
     parent: tuple | None = None
     level: int = LECTURE
     held: bool = False
+    proc: str = ""            # a stable process label: driver, gcs, N2.raylet, N2.w1
 
     @property
     def key(self) -> tuple:
@@ -46,7 +47,8 @@ class TraceEvent:
 
     def to_wire(self) -> tuple:
         return (self.lamport, self.pid, self.seq, self.time, self.node, self.component,
-                self.flow, self.step, self.ids, self.detail, self.parent, self.level, self.held)
+                self.flow, self.step, self.ids, self.detail, self.parent, self.level, self.held,
+                self.proc)
 
     @classmethod
     def from_wire(cls, t: tuple) -> "TraceEvent":

@@ -44,6 +44,7 @@ class Collector:
         TRACER.pid = cw.pid
         TRACER.node = cw.node_label
         TRACER.role = "driver"
+        TRACER.proc = "driver"
         TRACER.sink = self._local_batch
         TRACER.wakeup = lambda: cw.loop.call_soon_threadsafe(TRACER.flush)
 

@@ -23,7 +23,7 @@ NARRATIVES = {
     "request_lease": "{who} asks {raylet}'s raylet for a worker lease to run {name} ({why})",
     "schedule_decision": "{who} scheduler picks {to} for {name}: {why}",
     "spillback": "{who} says: spill back, try {to} ({why})",
-    "lease_granted": "{who} grants a lease on worker pid {worker_pid} for {name}",
+    "lease_granted": "{who} grants a lease on worker {worker_label} for {name}",
     "push_task": "{who} pushes {name} straight to the leased worker on {to}",
     "execute_task": "{who} executes {name}()",
     "task_returned": "{who} finishes {name} and replies to the owner with the return value "
@@ -36,7 +36,7 @@ NARRATIVES = {
     "infeasible_warning": "{who} warns: {name} is infeasible ({why})",
     "unschedulable": "{who} cannot schedule the task: {why}",
     "worker_blocked": "{who} lends the CPU of a worker blocked in ray.get to other tasks",
-    "worker_started": "{who} started a worker process (pid {pid})",
+    "worker_started": "{who} started a worker process",
     "lease_request_failed": "{who}'s lease request failed ({error}); retrying",
     "cancel_task": "{who} interrupts the task (ray.cancel)",
     "worker_exit": "{who} exits ({reason})",

@@ -54,7 +54,7 @@ class TaskExecutor:
         if cur is None or cur.task_id != task_id:
             self.cancelled.add(task_id)  # queued here but not started: it never will be
             return True
-        step("worker", "task", "cancel_task", task=task_id.hex(), detail={"force": force})
+        TRACER.on and step("worker", "task", "cancel_task", task=task_id.hex(), detail={"force": force})
         if force:
             os._exit(1)  # force=True: the worker process itself is killed
         self.cancel_requested = task_id
@@ -62,7 +62,7 @@ class TaskExecutor:
         return True
 
     def exit(self, reason: str):
-        step("worker", "task", "worker_exit", detail={"reason": reason})
+        TRACER.on and step("worker", "task", "worker_exit", detail={"reason": reason})
         self.exiting = True
         self.queue.put(None)
         return True
@@ -147,7 +147,7 @@ class TaskExecutor:
         ctx.attempt = spec.attempt
         self.current = spec
         saved_env = _apply_env(spec.runtime_env)
-        step("worker", "task", "execute_task", task=spec.task_id.hex(), detail={
+        TRACER.on and step("worker", "task", "execute_task", task=spec.task_id.hex(), detail={
             "name": spec.name, "pid": cw.pid, "attempt": spec.attempt})
         try:
             value = fn(*args, **kwargs)
@@ -170,7 +170,7 @@ class TaskExecutor:
             returns, contained = self.package_returns(spec, value)
         except Exception as e:
             return self._error_reply(spec, self._task_error(spec, e))
-        step("worker", "task", "task_returned", task=spec.task_id.hex(), detail={
+        TRACER.on and step("worker", "task", "task_returned", task=spec.task_id.hex(), detail={
             "name": spec.name, "returns": [("inline", "error", "store")[r[0]] for r in returns]})
         return ("ok", returns, contained)
 
@@ -186,7 +186,7 @@ class TaskExecutor:
     async def _fetch_function(self, fid: bytes):
         gcs = await self.cw.ensure_gcs()
         blob = await gcs.call("kv_get", "fun", fid, 30.0)
-        step("worker", "task", "fetch_function", 1, function=fid.hex(),
+        TRACER.on and step("worker", "task", "fetch_function", 1, function=fid.hex(),
              detail={"from": "GCS function table"})
         return blob
 

@@ -88,7 +88,8 @@ def run_worker(session_dir: str, node_id: bytes, label: str, counter: int,
     address = session.socket(f"w{label}_{counter}")
     cw = CoreWorker(session, WORKER, node_id, label, raylet_address, worker_id, address)
     cw.executor = TaskExecutor(cw)
-    cw.trace_uplink = TraceUplink(cw.loop, session.token, label, "worker")
+    cw.trace_uplink = TraceUplink(cw.loop, session.token, label, "worker",
+                                  f"{label}.w{counter}")
     _attach_log_sender(cw, session)
     cw.start()
     trace_cfg = cw.rpc_sync(cw.raylet, "register_worker", worker_id, os.getpid(), address)
