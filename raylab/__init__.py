@@ -10,6 +10,7 @@ from raylab.api import (available_resources, cancel, cluster_resources, get, get
 from raylab.core_worker.object_ref import ObjectRef
 from raylab.ids import ActorID, JobID, NodeID, ObjectID, TaskID, WorkerID
 from raylab.tracing.api import trace
+from raylab.tracing.stepper import STEPPER as stepper
 
 __version__ = "0.1.0"
 
@@ -17,5 +18,5 @@ __all__ = [
     "init", "shutdown", "is_initialized", "remote", "method", "get", "put", "wait", "cancel",
     "kill", "get_actor", "nodes", "cluster_resources", "available_resources",
     "get_runtime_context", "get_gpu_ids", "timeline", "ObjectRef", "ObjectID", "TaskID",
-    "JobID", "ActorID", "NodeID", "WorkerID", "exceptions", "trace",
+    "JobID", "ActorID", "NodeID", "WorkerID", "exceptions", "trace", "stepper",
 ]

@@ -162,11 +162,10 @@ def shutdown(_exiting_interpreter: bool = False) -> None:
         cluster = _cluster
         _cluster = None
         if cw is not None:
-            try:
-                from raylab.tracing import recorder
-                recorder.COLLECTOR.detach(cw)
-            except Exception:
-                pass
+            from raylab.tracing import control, recorder, stepper
+            stepper.STEPPER.reset()   # nothing may stay paused: shutdown must not hang
+            control.reset()
+            recorder.COLLECTOR.detach(cw)
             cw.shutdown()
         if cluster is not None:
             cluster.shutdown()

@@ -68,7 +68,7 @@ class RemoteFunction:
             cw.exported.add(self._fid)
             TRACER.on and step("core_worker", "task", "export_function", function=self._fid.hex(),
                  detail={"name": self._name, "bytes": len(self._blob)})
-            cw.export(self._fid, self._blob)
+            cw.export(self._fid, self._name, self._blob)
         self._exported_to = cw
         return self._fid
 

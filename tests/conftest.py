@@ -55,6 +55,8 @@ def cluster2():
 @pytest.fixture
 def fresh():
     """For tests that call ray.init themselves: always shut down and check for leftovers."""
+    if ray.is_initialized():  # a module's shared cluster must not leak into this test
+        ray.shutdown()
     dirs = []
     yield dirs
     ctx_dir = None

@@ -214,19 +214,19 @@ class CoreWorker:
     def alive_nodes(self) -> set:
         return {nid for nid, n in self.nodes.items() if n["Alive"]}
 
-    def export(self, function_id: bytes, blob: bytes) -> None:
+    def export(self, function_id: bytes, name: str, blob: bytes) -> None:
         """Put a remote function into the GCS function table (Step 0), without waiting."""
-        self.call_soon(self._export, function_id, blob)
+        self.call_soon(self._export, function_id, (name, blob))
 
-    def _export(self, function_id: bytes, blob: bytes) -> None:
+    def _export(self, function_id: bytes, entry: tuple) -> None:
         if self.gcs is not None and not self.gcs.closed:
-            self.gcs.send("kv_put", "fun", function_id, blob)
+            self.gcs.send("kv_put", "fun", function_id, entry)
         else:
-            self.loop.create_task(self._export_async(function_id, blob))
+            self.loop.create_task(self._export_async(function_id, entry))
 
-    async def _export_async(self, function_id: bytes, blob: bytes) -> None:
+    async def _export_async(self, function_id: bytes, entry: tuple) -> None:
         gcs = await self.ensure_gcs()
-        gcs.send("kv_put", "fun", function_id, blob)
+        gcs.send("kv_put", "fun", function_id, entry)
 
     def notify(self, method: str, *args) -> None:
         for cb in self.listeners.get(method, ()):

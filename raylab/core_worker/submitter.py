@@ -114,9 +114,10 @@ class NormalTaskSubmitter:
             elif kind == ERROR:  # an argument failed: so does this task, without running
                 self._finish_failed(spec, payload)
                 return
-        TRACER.on and step("core_worker", "task", "resolve_dependencies", task=spec.task_id.hex(),
-             detail={"args": len(args), "name": spec.name})
-        self._enqueue(spec)
+        hold = TRACER.on and checkpoint("core_worker", "task", "resolve_dependencies",
+                                        task=spec.task_id.hex(),
+                                        detail={"args": len(args), "name": spec.name})
+        self.after(hold, self._enqueue, spec)
 
     def choose_raylet(self, spec):
         """Which raylet to ask for a lease (Ray's lease policy): the pinned node for node
@@ -254,15 +255,30 @@ class NormalTaskSubmitter:
         lw.in_flight[tid] = spec
         self.running_on[tid] = lw
         self.states[tid] = SUBMITTED_TO_WORKER
-        TRACER.on and step("core_worker", "task", "push_task", task=tid.hex(), node=lw.node_id.hex(),
-             detail={"worker": lw.worker_id.hex()[:8], "name": spec.name,
-                     "to": self.cw.label_of(lw.node_id)})
+        hold = TRACER.on and checkpoint(
+            "core_worker", "task", "push_task", task=tid.hex(), node=lw.node_id.hex(),
+            detail={"worker": lw.worker_id.hex()[:8], "name": spec.name,
+                    "to": self.cw.label_of(lw.node_id)})
+        self.after(hold, self._send_push, lw, spec)
+
+    def _send_push(self, lw: LeasedWorker, spec) -> None:
         try:
             fut = lw.conn.call("push_task", spec)
         except ConnectionLost:
             fut = self.cw.loop.create_future()
             fut.set_exception(ConnectionLost("worker connection closed"))
         fut.add_done_callback(lambda f: self._on_reply(lw, spec, f))
+
+    def after(self, hold, fn, *args) -> None:
+        """Run ``fn(*args)`` now, or once a paused step (step mode) is released."""
+        if not hold:
+            fn(*args)
+            return
+
+        async def resume():
+            await hold
+            fn(*args)
+        self.cw.loop.create_task(resume())
 
     # -- 5. the reply ----------------------------------------------------------------
     def _on_reply(self, lw: LeasedWorker, spec, fut) -> None:

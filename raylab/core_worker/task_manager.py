@@ -17,7 +17,7 @@ from raylab.core_worker.object_ref import ObjectRef
 from raylab.core_worker.serialization import SerializationError, serialize
 from raylab.core_worker.task_spec import ARG_REF, ARG_VALUE, NORMAL_TASK, TaskSpec
 from raylab.states import FAILED, FINISHED
-from raylab.tracing.emit import TRACER, step
+from raylab.tracing.emit import TRACER, checkpoint, step
 
 
 class TaskManager:
@@ -84,6 +84,15 @@ class TaskManager:
         if status == "error" and self._should_retry_exception(spec, returns):
             if cw.submitter._retry_or_fail(spec, "application error (retry_exceptions)"):
                 return
+        hold = TRACER.on and checkpoint(
+            "core_worker", "task", "task_finished", task=spec.task_id.hex(),
+            node=node_id.hex() if node_id else None,
+            detail={"name": spec.name, "status": FINISHED if status == "ok" else FAILED,
+                    "returns": [("inline", "error", "store")[r[0]] for r in returns]})
+        cw.submitter.after(hold, self._store_returns, spec, status, returns)
+
+    def _store_returns(self, spec, status, returns) -> None:
+        cw = self.cw
         store = cw.store
         out: list = []
         with cw.lock:
@@ -103,10 +112,6 @@ class TaskManager:
                 payload = _load_error(payload)
             store.put(oid, (kind, payload))
         cw.submitter.task_done(spec.task_id, status != "ok")
-        TRACER.on and step("core_worker", "task", "task_finished", task=spec.task_id.hex(),
-             node=node_id.hex() if node_id else None,
-             detail={"name": spec.name, "status": FINISHED if status == "ok" else FAILED,
-                     "returns": [("inline", "error", "store")[r[0]] for r in returns]})
         if out:
             cw.release(out)
 

@@ -20,3 +20,6 @@ class ActorManager:
 
     def on_job_finished(self, job_id):
         return None
+
+    def table_rows(self) -> list:
+        return []

@@ -8,3 +8,6 @@ class ObjectTable:
 
     def on_node_dead(self, node_id):
         return []
+
+    def table_rows(self) -> dict:
+        return {oid.hex(): sorted(nodes) for oid, nodes in self.locations.items()}

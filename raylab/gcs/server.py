@@ -24,7 +24,7 @@ from raylab.gcs.pubsub import PubSub
 from raylab.gcs.resource_view import ResourceView
 from raylab.process_shell import TraceUplink, common_args, on_signals, run_effects, watch_lifeline
 from raylab.session import SessionInfo
-from raylab.tracing.emit import TRACER, step
+from raylab.tracing.emit import TRACER, checkpoint, step
 from raylab.transport import ConnectionLost, serve
 
 
@@ -40,6 +40,7 @@ class GcsServer:
         self.pubsub = PubSub()
         self.actors = ActorManager(self)
         self.objects = ObjectTable()
+        self.control_plane = "ownership"
         self.raylet_conns: dict[bytes, object] = {}
         self.trace_config = (False, None, None)  # on, pause rules, collector address
         self._traced_version = -1
@@ -184,17 +185,24 @@ class GcsHandler:
         return True
 
     # -- key-value store and function table ---------------------------------
-    def rpc_kv_put(self, conn, namespace, key, value, overwrite=True):
-        added = self.gcs.kv.put(namespace, key, value, overwrite)
-        if namespace == "fun":
-            TRACER.on and step("gcs", "task", "register_function", detail={"function": key.hex()[:12]},
-                 function=key.hex())
-        return added
+    async def rpc_kv_put(self, conn, namespace, key, value, overwrite=True):
+        if namespace == "fun" and TRACER.on:
+            hold = checkpoint("gcs", "task", "register_function", function=key.hex())
+            if hold:
+                await hold
+        return self.gcs.kv.put(namespace, key, value, overwrite)
 
     async def rpc_kv_get(self, conn, namespace, key, wait_s=0.0):
         if wait_s:
             return await self.gcs.kv.wait_get(namespace, key, wait_s)
         return self.gcs.kv.get(namespace, key)
+
+    def rpc_get_tables(self, conn):
+        """The GCS tables the views show: actors, functions, and (lecture mode) objects."""
+        g = self.gcs
+        functions = [(k.hex(), v[0]) for (ns, k), v in g.kv.data.items() if ns == "fun"]
+        return {"control_plane": g.control_plane, "actors": g.actors.table_rows(),
+                "functions": functions, "object_table": g.objects.table_rows()}
 
     def rpc_kv_del(self, conn, namespace, key):
         return self.gcs.kv.delete(namespace, key)

@@ -209,8 +209,8 @@ class RayletHandler:
         return {
             "node_id": r.node_id, "label": r.label, "total": lm.total,
             "available": lm.available,
-            "workers": [(w.worker_id, w.pid, w.state, w.task_name, w.actor_id)
-                        for w in lm.pool.workers.values()],
+            "workers": [(w.worker_id, w.counter, w.pid, w.state, w.task_name, w.actor_id)
+                        for w in sorted(lm.pool.workers.values(), key=lambda w: w.counter)],
             "queued": [(q.name, q.placement) for q in lm.queue],
             "infeasible": [(q.name, q.placement) for q in lm.infeasible],
         }

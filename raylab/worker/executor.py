@@ -27,7 +27,7 @@ from raylab import exceptions as exc
 from raylab.core_worker.memory_store import ERROR, IN_PLASMA, VALUE
 from raylab.core_worker.serialization import deserialize, serialize
 from raylab.core_worker.task_spec import ARG_REF
-from raylab.tracing.emit import TRACER, step
+from raylab.tracing.emit import TRACER, checkpoint, step
 
 
 class TaskExecutor:
@@ -147,8 +147,10 @@ class TaskExecutor:
         ctx.attempt = spec.attempt
         self.current = spec
         saved_env = _apply_env(spec.runtime_env)
-        TRACER.on and step("worker", "task", "execute_task", task=spec.task_id.hex(), detail={
-            "name": spec.name, "pid": cw.pid, "attempt": spec.attempt})
+        hold = TRACER.on and checkpoint("worker", "task", "execute_task", task=spec.task_id.hex(),
+                                        detail={"name": spec.name, "attempt": spec.attempt})
+        if hold:
+            hold.block()
         try:
             value = fn(*args, **kwargs)
             ok = True
@@ -170,17 +172,21 @@ class TaskExecutor:
             returns, contained = self.package_returns(spec, value)
         except Exception as e:
             return self._error_reply(spec, self._task_error(spec, e))
-        TRACER.on and step("worker", "task", "task_returned", task=spec.task_id.hex(), detail={
-            "name": spec.name, "returns": [("inline", "error", "store")[r[0]] for r in returns]})
+        hold = TRACER.on and checkpoint(
+            "worker", "task", "task_returned", task=spec.task_id.hex(),
+            detail={"name": spec.name, "returns": [("inline", "error", "store")[r[0]]
+                                                   for r in returns]})
+        if hold:
+            hold.block()
         return ("ok", returns, contained)
 
     def function(self, fid: bytes, name: str):
         fn = self.functions.get(fid)
         if fn is None:
-            blob = self.cw.run_sync(self._fetch_function(fid))
-            if blob is None:
+            entry = self.cw.run_sync(self._fetch_function(fid))
+            if entry is None:
                 raise exc.RaySystemError(f"function {name} was never exported to the GCS")
-            fn = self.functions[fid] = cloudpickle.loads(blob)
+            fn = self.functions[fid] = cloudpickle.loads(entry[1])
         return fn
 
     async def _fetch_function(self, fid: bytes):
