@@ -7,6 +7,7 @@ import sys
 
 DEMOS = {
     "task": "the lifecycle of a remote task across two nodes (add(a, b))",
+    "actor": "actor creation through the GCS, then a method call (the Counter example)",
 }
 
 

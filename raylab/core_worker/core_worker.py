@@ -23,6 +23,7 @@ from raylab.core_worker import current
 from raylab.core_worker.memory_store import ERROR, IN_PLASMA, VALUE, MemoryStore
 from raylab.core_worker.objects import ObjectApi
 from raylab.core_worker.reference_table import FREE, RELEASED, ReferenceTable
+from raylab.core_worker.actor_submitter import ActorSubmitter
 from raylab.core_worker.submitter import NormalTaskSubmitter
 from raylab.core_worker.task_manager import TaskManager
 from raylab.tracing.emit import TRACER, step
@@ -67,7 +68,7 @@ class CoreWorker:
         self.submitter = NormalTaskSubmitter(self)
         self.task_manager = TaskManager(self)
         self.plasma = None          # the node's shared-memory store client (object store)
-        self.actors = None          # the actor submitter, attached by raylab.actor
+        self.actors = ActorSubmitter(self)
         self.executor = None        # the task executor, in worker processes
         self.conns: dict[str, object] = {}
         self._connecting: dict[str, asyncio.Future] = {}
@@ -137,6 +138,12 @@ class CoreWorker:
             await self.gcs.call("subscribe", ["node", "actor"])
             for n in await self.gcs.call("get_nodes"):
                 self._learn_node(n)
+        return self.gcs
+
+    def gcs_for_user(self):
+        """The GCS connection, opened on first use (workers connect lazily)."""
+        if self.gcs is None or self.gcs.closed:
+            self.run_sync(self.ensure_gcs(), 30)
         return self.gcs
 
     def shutdown(self) -> None:
@@ -355,8 +362,7 @@ class CoreWorkerHandler:
             n["Alive"] = False
         self.cw.submitter.on_node_dead(node_id)
         self.cw.objects.on_node_dead(node_id)
-        if self.cw.actors is not None:
-            self.cw.actors.on_node_dead(node_id)
+        self.cw.actors.on_node_dead(node_id)
         self.cw.notify("node_dead", node_id, label, cause)
 
     def rpc_trace_config(self, conn, on, rules, collector):

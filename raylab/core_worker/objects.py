@@ -245,8 +245,11 @@ class ObjectApi:
 
     def free_owned(self, oid: bytes, entry) -> None:
         """An object we own went out of scope: it is gone from every store."""
-        TRACER.on and step("core_worker", "refcount", "object_freed", object=oid.hex(),
-             detail={"reason": "no references remain"})
+        if self.cw.actors.on_handle_freed(oid):
+            return
+        # freeing an inline object is bookkeeping; freeing shared memory is a lecture step
+        TRACER.on and step("core_worker", "refcount", "object_freed", 0 if entry.locations else 1,
+                           object=oid.hex(), detail={"reason": "no references remain"})
         free_copies = getattr(self.cw, "free_plasma_copies", None)
         if entry.locations and free_copies is not None:
             free_copies(oid, entry)

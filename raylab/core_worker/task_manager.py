@@ -61,7 +61,19 @@ class TaskManager:
         ctx = cw.ctx
         spec = TaskSpec(tid, cw.current_job(), NORMAL_TASK, function_id, name, arg_list,
                         kw_names, num_returns, resources, None, strategy, max_retries,
-                        retry_exceptions, runtime_env, cw.address, cw.worker_id, ctx.task_id)
+                        retry_exceptions, self._env(runtime_env), cw.address, cw.worker_id,
+                        ctx.task_id)
+        refs = self.register_task(spec, arg_list, nested)
+        TRACER.on and step("core_worker", "task", "submit_task", task=tid.hex(), detail={
+            "name": name, "returns": [r.hex() for r in refs],
+            "arg_refs": [a[1].hex() for a in arg_list if a[0] == ARG_REF]})
+        cw.call_soon(cw.submitter.submit, spec)
+        return refs
+
+    def register_task(self, spec, arg_list, nested) -> list[ObjectRef]:
+        """Own the task's return objects (with the spec as lineage) and keep its arguments
+        alive until it finishes. Returns the refs handed to the caller."""
+        cw = self.cw
         return_ids = spec.return_ids()
         held = [a[1] for a in arg_list if a[0] == ARG_REF]
         held += [r[0] for r in nested if isinstance(r, tuple)]
@@ -69,19 +81,23 @@ class TaskManager:
             for oid in return_ids:
                 cw.refs.add_owned(oid, lineage=spec)
             cw.refs.add_submitted(held)
-        self.held_args[tid] = held
-        refs = [ObjectRef(oid, cw.address) for oid in return_ids]
-        TRACER.on and step("core_worker", "task", "submit_task", task=tid.hex(), detail={
-            "name": name, "returns": [r.hex() for r in return_ids],
-            "arg_refs": [a[1].hex() for a in arg_list if a[0] == ARG_REF]})
-        cw.call_soon(cw.submitter.submit, spec)
-        return refs
+        self.held_args[spec.task_id] = held
+        return [ObjectRef(oid, cw.address) for oid in return_ids]
+
+    def _env(self, runtime_env):
+        job_env = getattr(self.cw, "job_runtime_env", None)
+        if not job_env:
+            return runtime_env
+        merged = {"env_vars": dict(job_env.get("env_vars", {}))}
+        merged["env_vars"].update((runtime_env or {}).get("env_vars", {}))
+        return merged
 
     # -- completion (io thread) -------------------------------------------------------
     def complete_task(self, spec, reply, node_id: bytes) -> None:
         cw = self.cw
         status, returns = reply
-        if status == "error" and self._should_retry_exception(spec, returns):
+        if status == "error" and spec.kind == NORMAL_TASK and \
+                self._should_retry_exception(spec, returns):
             if cw.submitter._retry_or_fail(spec, "application error (retry_exceptions)"):
                 return
         hold = TRACER.on and checkpoint(

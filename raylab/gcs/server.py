@@ -15,7 +15,7 @@ import os
 import sys
 
 from raylab.effects import Publish, Send
-from raylab.gcs.actor_manager import ActorManager
+from raylab.gcs.actor_scheduler import ActorScheduler
 from raylab.gcs.function_table import KeyValueStore
 from raylab.gcs.job_table import JobTable
 from raylab.gcs.node_table import NodeInfo, NodeTable
@@ -38,7 +38,7 @@ class GcsServer:
         self.kv = KeyValueStore()
         self.jobs = JobTable()
         self.pubsub = PubSub()
-        self.actors = ActorManager(self)
+        self.actors = ActorScheduler(self)
         self.objects = ObjectTable()
         self.control_plane = "ownership"
         self.raylet_conns: dict[bytes, object] = {}

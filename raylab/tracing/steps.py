@@ -50,6 +50,21 @@ NARRATIVES = {
     "wait_returned": "{who}'s ray.wait returns {ready} ready, {not_ready} not ready",
     "borrower_added": "{who} (owner) records a borrower of {object}",
     "object_freed": "{who} frees {object}: {reason}",
+    # actors (lecture: "Actor management")
+    "register_actor": "{who} registers the actor {class_name} with the GCS",
+    "actor_registered": "GCS adds {class_name} to its actor table",
+    "actor_state": "GCS actor table: {class_name} is {state}",
+    "schedule_actor": "GCS selects {to}'s raylet for {class_name}, enqueues the actor creation "
+                      "request and waits for the raylet to grant a resource lease ({why})",
+    "create_actor": "Once the lease is granted on {to}, GCS schedules the actor creation task "
+                    "on {to}",
+    "actor_alive": "{class_name} is ALIVE on {to}: that worker process is now the actor",
+    "submit_actor_task": "{who} submits the actor method call {name}()",
+    "actor_method_call": "{who} sends {method}() straight to the actor process on {to} "
+                         "(not through the GCS)",
+    "actor_died": "GCS learns that {class_name}'s process died ({cause})",
+    "actor_restart": "GCS restarts {class_name} (restart {attempt}): its constructor runs again",
+    "kill_actor": "GCS kills {class_name} ({reason})",
     # nodes and failures
     "node_registered": "GCS registers node {label} and broadcasts it to the raylets",
     "health_check_missed": "GCS: {label} missed health check {missed}/{threshold}",

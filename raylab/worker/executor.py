@@ -26,7 +26,7 @@ import cloudpickle
 from raylab import exceptions as exc
 from raylab.core_worker.memory_store import ERROR, IN_PLASMA, VALUE
 from raylab.core_worker.serialization import deserialize, serialize
-from raylab.core_worker.task_spec import ARG_REF
+from raylab.core_worker.task_spec import ACTOR_CREATION_TASK, ACTOR_TASK, ARG_REF
 from raylab.tracing.emit import TRACER, checkpoint, step
 
 
@@ -41,12 +41,18 @@ class TaskExecutor:
         self.main_ident = threading.get_ident()
         self.exiting = False
         self.cancelled: set = set()
+        self.actor = None            # the ActorRuntime, once this worker becomes an actor
 
     # -- io thread ---------------------------------------------------------------
     def push(self, conn, spec):
-        """An owner pushed a task: queue it for the main thread; reply when it is done."""
+        """An owner pushed a task: queue it for the main thread; reply when it is done.
+        Calls to a threaded or async actor start at once, up to its max_concurrency."""
         fut = self.cw.loop.create_future()
-        self.queue.put((spec, conn, fut))
+        actor = self.actor
+        if actor is not None and actor.concurrent and spec.kind == ACTOR_TASK:
+            actor.submit(spec, fut)
+        else:
+            self.queue.put((spec, conn, fut))
         return fut
 
     def cancel(self, task_id: bytes, force: bool):
@@ -64,6 +70,8 @@ class TaskExecutor:
     def exit(self, reason: str):
         TRACER.on and step("worker", "task", "worker_exit", detail={"reason": reason})
         self.exiting = True
+        if self.actor is not None:
+            self.actor.shutdown()
         self.queue.put(None)
         return True
 
@@ -136,49 +144,122 @@ class TaskExecutor:
             fut.set_result((result[0], result[1]))
 
     def execute(self, spec):
-        cw = self.cw
-        ctx = cw.ctx
+        """Run one task on this thread; returns (status, returns, refs returned inside)."""
+        if spec.kind == ACTOR_CREATION_TASK:
+            return self.create_actor(spec)
+        if spec.kind == ACTOR_TASK:
+            return self.run_one(spec)
         fn = self.function(spec.function_id, spec.name)
         args, kwargs = self.resolve_args(spec)
-        ctx.task_id = spec.task_id
-        ctx.task_counter = 0
-        ctx.put_counter = spec.num_returns
-        ctx.name = spec.name
-        ctx.attempt = spec.attempt
-        self.current = spec
-        saved_env = _apply_env(spec.runtime_env)
-        hold = TRACER.on and checkpoint("worker", "task", "execute_task", task=spec.task_id.hex(),
-                                        detail={"name": spec.name, "attempt": spec.attempt})
-        if hold:
-            hold.block()
+        return self._call(spec, fn, args, kwargs)
+
+    def _call(self, spec, fn, args, kwargs):
+        saved_env = self._begin(spec)
         try:
             value = fn(*args, **kwargs)
-            ok = True
         except KeyboardInterrupt:
             if self.cancel_requested == spec.task_id:
                 return self._error_reply(spec, exc.TaskCancelledError(spec.task_id.hex()))
             raise
         except Exception as e:
-            ok = False
-            value = e
+            return self._error_reply(spec, self._task_error(spec, e))
         finally:
+            self._end(saved_env)
+        return self._returns(spec, value)
+
+    def _begin(self, spec):
+        """Make this thread run ``spec``: ids derive from it, its env vars are set."""
+        ctx = self.cw.ctx
+        ctx.task_id = spec.task_id
+        ctx.task_counter = 0
+        ctx.put_counter = spec.num_returns
+        ctx.name = spec.name
+        ctx.attempt = spec.attempt
+        if threading.get_ident() == self.main_ident:
+            self.current = spec
+        saved_env = _apply_env(spec.runtime_env)
+        hold = TRACER.on and checkpoint("worker", "task", "execute_task", task=spec.task_id.hex(),
+                                        actor=spec.actor_id.hex() if spec.actor_id else None,
+                                        detail={"name": spec.name, "attempt": spec.attempt})
+        if hold:
+            hold.block()
+        return saved_env
+
+    def _end(self, saved_env) -> None:
+        if threading.get_ident() == self.main_ident:
             self.current = None
             self.cancel_requested = None
-            _restore_env(saved_env)
-            _flush_output()
-        if not ok:
-            return self._error_reply(spec, self._task_error(spec, value))
+        _restore_env(saved_env)
+        _flush_output()
+
+    def _returns(self, spec, value):
         try:
             returns, contained = self.package_returns(spec, value)
         except Exception as e:
             return self._error_reply(spec, self._task_error(spec, e))
         hold = TRACER.on and checkpoint(
             "worker", "task", "task_returned", task=spec.task_id.hex(),
+            actor=spec.actor_id.hex() if spec.actor_id else None,
             detail={"name": spec.name, "returns": [("inline", "error", "store")[r[0]]
                                                    for r in returns]})
         if hold:
             hold.block()
         return ("ok", returns, contained)
+
+    # -- actors ------------------------------------------------------------------------
+    def create_actor(self, spec):
+        """The actor creation task: run the constructor; this process is now the actor."""
+        from raylab.worker.actor_executor import ActorRuntime
+        cls = self.function(spec.function_id, spec.name)
+        args, kwargs = self.resolve_args(spec)
+        opts = spec.actor_options or {}
+        cw = self.cw
+        cw.actor_id = spec.actor_id
+        cw.actor_name = opts.get("class_name", spec.name)
+        cw.actor_restarts = spec.attempt
+        cw.ctx.actor_id = spec.actor_id
+        saved_env = self._begin(spec)
+        try:
+            instance = cls(*args, **kwargs)
+        except Exception as e:
+            return self._error_reply(spec, self._task_error(spec, e))
+        finally:
+            self._end(saved_env)
+        self.actor = ActorRuntime(self, instance, opts)
+        return ("ok", [(VALUE, _NONE, None)], [])
+
+    def run_one(self, spec):
+        """One actor method call, on the calling thread (main thread or a pool thread)."""
+        try:
+            fn = self.actor.method(spec.method_name)
+            args, kwargs = self.resolve_args(spec)
+        except Exception as e:
+            return self._error_reply(spec, self._task_error(spec, e))
+        self.cw.ctx.actor_id = spec.actor_id
+        return self._call(spec, fn, args, kwargs)
+
+    async def run_one_async(self, spec, fn):
+        """One ``async def`` method call on the actor's event loop."""
+        try:
+            args, kwargs = self.resolve_args(spec)
+        except Exception as e:
+            return self._error_reply(spec, self._task_error(spec, e))
+        saved_env = self._begin(spec)
+        try:
+            value = await fn(*args, **kwargs)
+        except Exception as e:
+            return self._error_reply(spec, self._task_error(spec, e))
+        finally:
+            self._end(saved_env)
+        return self._returns(spec, value)
+
+    def finish_future(self, spec, cf, fut) -> None:
+        """io thread: a concurrent (threaded/async) call finished."""
+        try:
+            result = cf.result()
+        except BaseException as e:
+            result = self._error_reply(spec, self._task_error(spec, e))
+        self._finish(spec, result, fut)
 
     def function(self, fid: bytes, name: str):
         fn = self.functions.get(fid)
@@ -241,7 +322,10 @@ class TaskExecutor:
         if tb is not None and tb.tb_next is not None:
             tb = tb.tb_next  # drop our own frame: the user sees their code
         text = "".join(traceback.format_exception(type(e), e, tb))
-        return exc.RayTaskError(spec.name, text, e, pid=self.cw.pid)
+        actor = spec.actor_id.hex() if spec.actor_id else None
+        return exc.RayTaskError(spec.name, text, e, pid=self.cw.pid,
+                                actor_repr=getattr(self.cw, "actor_name", None) if actor else None,
+                                actor_id=actor)
 
     def _error_reply(self, spec, error):
         try:
@@ -253,6 +337,9 @@ class TaskExecutor:
             payload = cloudpickle.dumps(error)
         n = max(len(spec.return_ids()), 1)
         return ("error", [(ERROR, payload, None)] * n, [])
+
+
+_NONE = cloudpickle.dumps(None)
 
 
 def _apply_env(runtime_env):
