@@ -79,6 +79,9 @@ class ActorClass:
             self._fid = hashlib.sha1(self._blob).digest()[:20]
         if self._fid not in cw.exported:
             cw.exported.add(self._fid)
+            TRACER.on and step("core_worker", "actor", "export_function",
+                               function=self._fid.hex(),
+                               detail={"name": self.__name__, "bytes": len(self._blob)})
             cw.export(self._fid, self.__name__, self._blob)
         namespace = c["namespace"] or cw.namespace
         if c["get_if_exists"] and c["name"]:
@@ -128,6 +131,8 @@ class ActorHandle:
         self._max_task_retries = max_task_retries
 
     def __getattr__(self, name: str):
+        if name == "__ray_ready__":
+            return ActorMethod(self, name, 1)
         if name.startswith("_"):
             raise AttributeError(name)
         meta = self._methods.get(name)

@@ -37,6 +37,14 @@ _REPLY = "__reply__"
 _ERROR = "__error__"
 _dumps = pickle.dumps
 _loads = pickle.loads
+# Background chatter (health checks, resource pulls, trace uploads) does not move the
+# Lamport clock: it causes no protocol step, and counting it would make the order of
+# concurrent steps depend on how many pings happened to fly by.
+BACKGROUND = frozenset({
+    "ping", "get_resources", "resource_view", "trace_events", "trace_hello", "trace_release",
+    "trace_release_all", "trace_config", "set_trace_config", "trace_flush", "log_lines",
+    "get_node_state", "get_tables", "get_nodes", "get_resource_view",
+})
 
 
 class ConnectionLost(ConnectionError):
@@ -107,8 +115,7 @@ class Connection(asyncio.Protocol):
                 break
             msg = _loads(memoryview(buf)[pos + _HLEN:end])
             pos = end
-            clock.observe(ts)
-            self._dispatch(msg)
+            self._dispatch(msg, ts)
             if self.closed:
                 return
         if pos:
@@ -127,11 +134,11 @@ class Connection(asyncio.Protocol):
             cb(self, exc)
 
     # -- sending ----------------------------------------------------------
-    def _write(self, msg) -> None:
+    def _write(self, msg, background: bool = False) -> None:
         if self.closed:
             raise ConnectionLost(f"connection {self.name} is closed")
         payload = _dumps(msg, 5)
-        self._out.append(_HEADER.pack(len(payload), clock.tick()))
+        self._out.append(_HEADER.pack(len(payload), 0 if background else clock.tick()))
         self._out.append(payload)
         if not self._flush_scheduled:
             self._flush_scheduled = True
@@ -146,7 +153,7 @@ class Connection(asyncio.Protocol):
 
     def send(self, method: str, *args) -> None:
         """A one-way message: no reply is expected."""
-        self._write((0, method, args))
+        self._write((0, method, args), method in BACKGROUND)
 
     def call(self, method: str, *args) -> asyncio.Future:
         """A request; the returned future resolves to the peer's reply."""
@@ -154,7 +161,7 @@ class Connection(asyncio.Protocol):
         self._next_id = rid + 1
         fut = self._loop.create_future()
         self._pending[rid] = fut
-        self._write((rid, method, args))
+        self._write((rid, method, args), method in BACKGROUND)
         return fut
 
     def close(self) -> None:
@@ -163,8 +170,10 @@ class Connection(asyncio.Protocol):
             self.transport.close()
 
     # -- receiving --------------------------------------------------------
-    def _dispatch(self, msg) -> None:
+    def _dispatch(self, msg, ts: int) -> None:
         rid, method, args = msg
+        if ts:
+            clock.observe(ts)
         if method == _REPLY or method == _ERROR:
             fut = self._pending.pop(rid, None)
             if fut is not None and not fut.done():
@@ -193,17 +202,18 @@ class Connection(asyncio.Protocol):
             result = self._loop.create_task(result)
         if asyncio.isfuture(result):
             if rid:
-                result.add_done_callback(lambda t, rid=rid: self._reply_task(rid, t))
+                result.add_done_callback(
+                    lambda t, rid=rid, bg=method in BACKGROUND: self._reply_task(rid, t, bg))
             else:
                 result.add_done_callback(lambda t, m=method: _log_task_error(self, m, t))
         elif rid:
-            self._reply(rid, result)
+            self._reply(rid, result, method in BACKGROUND)
 
-    def _reply(self, rid, value) -> None:
+    def _reply(self, rid, value, background: bool = False) -> None:
         if self.closed:
             return
         try:
-            self._write((rid, _REPLY, value))
+            self._write((rid, _REPLY, value), background)
         except Exception as e:  # an unpicklable answer becomes an error for the caller
             self._reply_error(rid, RemoteError(f"could not send the reply: {e!r}"))
 
@@ -216,13 +226,13 @@ class Connection(asyncio.Protocol):
             exc = RemoteError(f"{type(exc).__name__}: {exc}")
         self._write((rid, _ERROR, exc))
 
-    def _reply_task(self, rid, task) -> None:
+    def _reply_task(self, rid, task, background: bool = False) -> None:
         if task.cancelled():
             self._reply_error(rid, ConnectionLost("request cancelled"))
         elif task.exception() is not None:
             self._reply_error(rid, task.exception())
         else:
-            self._reply(rid, task.result())
+            self._reply(rid, task.result(), background)
 
 
 def _report_handler_error(conn, method, exc):

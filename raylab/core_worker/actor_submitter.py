@@ -190,11 +190,15 @@ class ActorSubmitter:
         self.cw.submitter.after(hold, self._push, q, q.conn, spec)
 
     def _push(self, q: ActorQueue, conn, spec) -> None:
-        try:
-            fut = conn.call("push_task", spec)
-        except ConnectionLost:
-            fut = self.cw.loop.create_future()
-            fut.set_exception(ConnectionLost("actor connection closed"))
+        if conn is None or conn.closed:  # never sent: wait for the actor's next address
+            q.in_flight.pop(spec.task_id, None)
+            q.pending.appendleft(spec)
+            if q.state == ALIVE:
+                q.state, q.lost_address = None, q.address
+            q.conn = None
+            self._watch(q)
+            return
+        fut = conn.call("push_task", spec)
         fut.add_done_callback(lambda f: self._on_reply(q, spec, f))
 
     def _on_reply(self, q: ActorQueue, spec, fut) -> None:

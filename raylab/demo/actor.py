@@ -25,17 +25,24 @@ def scenario():
     with ray.trace() as t:
         counter = Counter.options(
             scheduling_strategy=NodeAffinitySchedulingStrategy(n2, soft=False)).remote()
+        ray.get(counter.__ray_ready__.remote())   # creation (Steps 1-3) first, then calls
+    with ray.trace() as calls:
         ray.get(counter.increment.remote())
-    return t, counter
+    return t, calls, counter
 
 
 def run(step: bool = False, out=print) -> str:
     ray.init(num_nodes=2, num_cpus=2)
     try:
-        t, counter = scenario()
-        out("Counter created on N2 and incremented from the driver on N1:")
+        t, calls, counter = scenario()
+        out("Actor creation (the lecture's Steps 1-3): Counter is placed on N2")
         text = t.text()
         out(text)
+        out("")
+        out("Actor task execution: counter.increment.remote() from the driver on N1")
+        calls_text = calls.text()
+        out(calls_text)
+        text += "\n" + calls_text
         out(f"counter.counts() = {ray.get(counter.counts.remote())}")
         return text
     finally:

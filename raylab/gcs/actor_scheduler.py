@@ -130,9 +130,23 @@ class ActorScheduler:
         await self.run(self.table.created(e, node_id, label, worker_id, waddr, pid))
 
     async def _lease(self, e: ActorEntry):
+        """Pick a node and lease a worker there; a raylet that vanished meanwhile (its node
+        is dying) is skipped, and the choice is made again."""
+        for attempt in range(100):
+            try:
+                return await self._lease_once(e)
+            except (ConnectionLost, OSError):
+                if e.state == DEAD:
+                    return None
+                await asyncio.sleep(0.1)
+        raise exc.TaskUnschedulableError("no raylet answered the actor's lease requests")
+
+    async def _lease_once(self, e: ActorEntry):
         """Pick a node with the GCS's resource view, then ask its raylet, following spillback."""
         spec = e.spec
-        view = sorted(self.gcs.view.nodes.values(), key=lambda n: n.node_id)
+        reachable = {nid for nid, c in self.gcs.raylet_conns.items() if not c.closed}
+        view = sorted((n for n in self.gcs.view.nodes.values() if n.node_id in reachable),
+                      key=lambda n: n.node_id)
         owner_node = self._owner_node(e)
         strategy = spec.strategy
         if strategy[0] == "NODE_AFFINITY":
@@ -155,10 +169,9 @@ class ActorScheduler:
             await hold
         spilled = False
         for _ in range(16):
-            if address is None:
-                await asyncio.sleep(0.05)
-                return await self._lease(e)
             conn = self.gcs.raylet_conns.get(d.node)
+            if address is None or conn is None:
+                raise ConnectionLost("the chosen node's raylet is gone")
             reply = await conn.call("request_worker_lease", spec.resources,
                                     spec.placement_resources, spec.strategy, spilled,
                                     self.gcs.session.gcs_address, spec.task_id, e.class_name,

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 LECTURE = 0
 PROTOCOL = 1
+_RANK = {"driver": 0, "gcs": 1, "raylet": 2, "object_manager": 3, "object_store": 4,
+         "worker": 5}
 
 
 @dataclass(slots=True)
@@ -55,7 +57,8 @@ class TraceEvent:
         return cls(*t)
 
     def sort_key(self) -> tuple:
-        return (self.lamport, self.time, self.pid, self.seq)
+        """Causal order (Lamport), ties broken without wall time so a replay sorts the same."""
+        return (self.lamport, _RANK.get(self.component, 9), self.proc, self.seq)
 
     def matches(self, **criteria) -> bool:
         """True if every criterion holds: flow/step/component/node/level, or an id (task=...)."""

@@ -20,6 +20,10 @@ import inspect
 import threading
 
 
+def _ready() -> bool:
+    return True
+
+
 class ActorRuntime:
     """The instance, and the machinery that runs its methods concurrently (if any)."""
 
@@ -57,6 +61,8 @@ class ActorRuntime:
         ready.wait()
 
     def method(self, name: str):
+        if name == "__ray_ready__":  # every actor answers this once it is ALIVE
+            return _ready
         fn = getattr(self.instance, name, None)
         if fn is None:
             raise AttributeError(f"'{self.class_name}' object has no attribute '{name}'")
