@@ -30,6 +30,7 @@ class ObjectApi:
         self.cw = cw
         self._fetching: set = set()
         self._borrow_acks: dict = {}   # oid -> future of the owner's add_borrower ack
+        self.unacked: set = set()      # those acks still in flight
 
     # -- ray.put -----------------------------------------------------------------
     def put(self, value, owner_address: str | None = None) -> ObjectRef:
@@ -55,6 +56,8 @@ class ObjectApi:
         objects = cw.store.objects
         oids = [r._id for r in refs]
         missing = [oid for oid in oids if oid not in objects]
+        if TRACER.on:
+            self._trace_get(oids, missing)
         if missing:
             self._wait_for(missing, len(missing), timeout, "get")
         out = []
@@ -63,7 +66,21 @@ class ObjectApi:
             if entry is None:  # freed under us, or shutdown woke us
                 raise exc.ReferenceCountingAssertionError(ref.hex())
             out.append(self._value_of(ref, entry))
+        if TRACER.on:
+            for oid in oids[:4]:
+                step("core_worker", "get", "get_returned", object=oid.hex())
         return out
+
+    def _trace_get(self, oids, missing) -> None:
+        """Step 1 of the lecture's ray.get: check the local store for each object."""
+        for oid in oids[:4]:
+            e = self.cw.refs.entries.get(oid)
+            owner = "this process" if e is None or e.owned else "another process"
+            step("core_worker", "get", "get_object", object=oid.hex(), detail={
+                "hit": oid not in missing, "owner": owner,
+                "text": "{who} checks its local object store for {object}: " + (
+                    "it is there" if oid not in missing else
+                    f"not there yet; the owner ({owner}) will tell where it is")})
 
     def _value_of(self, ref, entry):
         kind, payload = entry
@@ -195,6 +212,8 @@ class ObjectApi:
         """io thread: we now hold a ref owned by ``owner``; tell it before we could drop it."""
         fut = self.cw.loop.create_task(self._register_borrow(oid, owner))
         self._borrow_acks[oid] = fut
+        self.unacked.add(fut)
+        fut.add_done_callback(self.unacked.discard)
 
     async def _register_borrow(self, oid: bytes, owner: str) -> None:
         try:

@@ -20,7 +20,7 @@ def run(step: bool = False, out=print) -> str:
                 scheduling_strategy=NodeAffinitySchedulingStrategy(n2, soft=False)).remote(a, 2)
             c = ray.get(ref_c)
         out(f"add(a, b) = {c}, computed on N2; the steps, in the order they happened:")
-        text = t.text()
+        text = t.text(flow="task")
         out(text)
         return text
     finally:

@@ -122,7 +122,7 @@ class TaskExecutor:
 
     def _finish(self, spec, result, fut) -> None:
         """io thread: make sure borrowers are registered, then answer the owner."""
-        pending = [t for t in self.cw.objects._borrow_acks.values() if not t.done()]
+        pending = list(self.cw.objects.unacked)
         if pending or result[2]:
             self.cw.loop.create_task(self._finish_async(spec, result, fut, pending))
         elif not fut.done():
