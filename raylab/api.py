@@ -130,6 +130,7 @@ def _start(cluster: LocalCluster, num_nodes: int, node_resources: dict, store_me
 
     cw.listeners.setdefault("node_added", []).append(on_node)
     cw.start()
+    cw.attach_plasma(cluster.procs.head_arena)
     cw.worker_id = ids.driver_worker_id(cw.job_id)
     _attach_tracing(cw)
     on_node(None)

@@ -37,6 +37,9 @@ class Config:
     idle_worker_killing_time_threshold_ms: int = 1000
     # how long a raylet waits before warning about an infeasible request
     infeasible_warning_delay_ms: int = 0
+    # "ownership" (Ray 2: owners keep object locations, raylets grant leases) or
+    # "centralized" (the lecture: GCS object table and global scheduler)
+    control_plane: str = "ownership"
 
     @classmethod
     def from_env(cls, **overrides) -> "Config":

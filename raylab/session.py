@@ -101,8 +101,9 @@ class ProcessSet:
         self.session = session
         self.lifeline_r, self.lifeline_w = os.pipe()  # both non-inheritable by default
         self.procs: dict[str, subprocess.Popen] = {}
+        self.head_arena = None
 
-    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
+    def _spawn(self, name: str, args: list[str], extra_fds: tuple = ()) -> subprocess.Popen:
         log = open(self.session.log_path(name), "ab", buffering=0)
         env = dict(os.environ)
         env["PYTHONUNBUFFERED"] = "1"
@@ -112,7 +113,8 @@ class ProcessSet:
         cmd = [sys.executable, "-m"] + args + ["--session", self.session.dir,
                                                "--lifeline-fd", str(self.lifeline_r)]
         p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                             pass_fds=(self.lifeline_r,), start_new_session=True, env=env,
+                             pass_fds=(self.lifeline_r,) + extra_fds, start_new_session=True,
+                             env=env,
                              close_fds=True, cwd=os.getcwd())
         log.close()
         self.procs[name] = p
@@ -123,12 +125,25 @@ class ProcessSet:
 
     def start_raylet(self, index: int, label: str, resources: dict, object_store_memory: int,
                      head: bool) -> subprocess.Popen:
+        """Start a node's raylet with its shared-memory arena (an anonymous memfd: it is
+        freed when the last process holding it exits, so nothing lingers in /dev/shm)."""
+        from raylab.object_store.arena import create_arena
+        arena = create_arena(int(object_store_memory), f"raylab-store-{label}")
+        os.set_inheritable(arena, True)
         args = ["raylab.raylet.server", "--index", str(index), "--label", label,
                 "--resources", json.dumps(resources),
-                "--object-store-memory", str(int(object_store_memory))]
+                "--object-store-memory", str(int(object_store_memory)),
+                "--arena-fd", str(arena)]
         if head:
             args.append("--head")
-        return self._spawn("raylet_" + label, args)
+        try:
+            return self._spawn("raylet_" + label, args, (arena,))
+        finally:
+            if head:
+                os.set_inheritable(arena, False)
+                self.head_arena = arena  # the driver lives on the head node: it maps it too
+            else:
+                os.close(arena)
 
     def kill_node(self, label: str, sig: int = signal.SIGKILL) -> bool:
         """Kill a simulated node: its raylet's whole process group (zygote, workers)."""
@@ -172,10 +187,12 @@ class ProcessSet:
                 p.wait(timeout=1.0)
             except subprocess.TimeoutExpired:
                 pass
-        try:
-            os.close(self.lifeline_r)
-        except OSError:
-            pass
+        for fd in (self.lifeline_r, self.head_arena):
+            try:
+                if fd is not None:
+                    os.close(fd)
+            except OSError:
+                pass
 
     def remove_session_dir(self) -> None:
         if os.environ.get("RAYLAB_KEEP_SESSION"):  # for debugging: keep the logs

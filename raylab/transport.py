@@ -26,7 +26,9 @@ import asyncio
 import hmac
 import os
 import pickle
+import socket
 import struct
+import threading
 
 from raylab.tracing import clock
 
@@ -273,6 +275,75 @@ async def connect(address: str, token: bytes, handler, name: str = "", timeout: 
             delay = min(delay * 2, 0.05)
 
 
+class SyncConnection:
+    """A blocking connection for a user thread's hot requests (the object store's client).
+
+    It speaks the same frames as :class:`Connection`, so any server handles it,
+    but a request goes straight from the calling thread to the peer and back,
+    with no hop through an event loop: this is the path of ``put`` and ``get``
+    of large objects. A lock lets several threads share it, one request at a time.
+    """
+
+    def __init__(self, address: str, token: bytes, timeout: float = 30.0):
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._sock.settimeout(timeout)
+        self._sock.connect(_path_of(address))
+        self._sock.sendall(token)
+        self._lock = threading.Lock()
+        self._next_id = 1
+        self._buf = bytearray()
+        self.closed = False
+
+    def _frame(self, msg) -> bytes:
+        payload = _dumps(msg, 5)
+        return _HEADER.pack(len(payload), clock.tick()) + payload
+
+    def call(self, method: str, *args):
+        with self._lock:
+            rid = self._next_id
+            self._next_id += 1
+            self._sock.sendall(self._frame((rid, method, args)))
+            while True:
+                msg_rid, kind, value, ts = self._read_one()
+                clock.observe(ts)
+                if msg_rid == rid:
+                    if kind == _ERROR:
+                        raise value
+                    return value
+
+    def send(self, method: str, *args) -> None:
+        with self._lock:
+            self._sock.sendall(self._frame((0, method, args)))
+
+    def send_many(self, method: str, arg_lists) -> None:
+        """Several one-way messages in one write (e.g. a batch of releases)."""
+        data = b"".join(self._frame((0, method, args)) for args in arg_lists)
+        with self._lock:
+            self._sock.sendall(data)
+
+    def _read_one(self):
+        buf = self._buf
+        while True:
+            if len(buf) >= _HLEN:
+                size, ts = _HEADER.unpack_from(buf, 0)
+                if len(buf) >= _HLEN + size:
+                    rid, kind, value = _loads(memoryview(buf)[_HLEN:_HLEN + size])
+                    del buf[:_HLEN + size]
+                    return rid, kind, value, ts
+            chunk = self._sock.recv(1 << 20)
+            if not chunk:
+                self.closed = True
+                raise ConnectionLost("the peer closed the connection")
+            buf += chunk
+
+    def close(self) -> None:
+        self.closed = True
+        try:
+            self._sock.close()
+        except OSError:
+            pass
+
+
 def new_token() -> bytes:
     return os.urandom(TOKEN_BYTES)
 
@@ -282,5 +353,6 @@ def socket_path_ok(path: str) -> bool:
     return len(os.fsencode(path)) < 107
 
 
-__all__ = ["Connection", "ConnectionLost", "RemoteError", "serve", "connect", "new_token",
+__all__ = ["Connection", "SyncConnection", "ConnectionLost", "RemoteError", "serve", "connect",
+           "new_token",
            "unix_address", "socket_path_ok"]

@@ -140,6 +140,20 @@ class CoreWorker:
                 self._learn_node(n)
         return self.gcs
 
+    def attach_plasma(self, arena_fd: int) -> None:
+        """Map this node's shared-memory object store (large objects go there)."""
+        from raylab.core_worker.plasma import PlasmaClient
+        self.plasma = PlasmaClient(self, arena_fd)
+
+    async def plasma_fetch(self, oid: bytes, payload) -> tuple:
+        """A borrowed object is in shared memory somewhere: remember where (io thread)."""
+        size, locations = payload
+        e = self.refs.entries.get(oid)
+        if e is not None:
+            e.size = size
+            e.locations.update(locations)
+        return (IN_PLASMA, size)
+
     def gcs_for_user(self):
         """The GCS connection, opened on first use (workers connect lazily)."""
         if self.gcs is None or self.gcs.closed:
@@ -154,6 +168,8 @@ class CoreWorker:
         current.CORE_WORKER = None
         TRACER.release_all()
         self.store.fail_all_waiters()
+        if self.plasma is not None:
+            self.plasma.close()
 
         async def close():
             for c in list(self.conns.values()):
@@ -322,6 +338,9 @@ class CoreWorkerHandler:
     # owner side: status of objects we own, and their borrowers
     def rpc_get_object_status(self, conn, oid):
         return self.cw.objects.object_status(oid)
+
+    def rpc_get_object_locations(self, conn, oid):
+        return self.cw.objects.object_locations(oid)
 
     def rpc_add_borrower(self, conn, oid, address):
         return self.cw.objects.add_borrower(oid, address)

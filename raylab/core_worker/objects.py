@@ -39,15 +39,32 @@ class ObjectApi:
             raise TypeError("Calling 'put' on an ray.ObjectRef is not allowed. If you really "
                             "want to do this, you can wrap the ray.ObjectRef in a list and "
                             "call 'put' on it.")
+        plasma = cw.plasma
+        data, buffers, contained = serialize(value, oob=plasma is not None)
+        size = len(data) + sum(memoryview(b).nbytes for b in buffers)
+        if buffers and (plasma is None or size < cw.cfg.max_direct_call_object_size):
+            data, buffers, contained = serialize(value)  # small: keep it in-band
+        return self.put_serialized(data, buffers, contained, size)
+
+    def put_serialized(self, data, buffers, contained, size: int) -> ObjectRef:
+        """Store an already-serialized value: in shared memory if large, else in-process."""
+        cw = self.cw
+        plasma = cw.plasma
         oid = cw.next_put_id()
-        data, buffers, contained = serialize(value)
         with cw.lock:
-            cw.refs.add_owned(oid, is_put=True)
+            e = cw.refs.add_owned(oid, is_put=True)
             if contained:
                 cw.refs.set_contains(oid, contained)
-        cw.store.put(oid, (VALUE, data))
+        if plasma is not None and size >= cw.cfg.max_direct_call_object_size:
+            plasma.put_serialized(oid, data, buffers, cw.address)
+            e.size, e.primary_node = size, cw.node_id
+            e.locations.add(cw.node_id)
+            entry, where = (IN_PLASMA, size), f"{cw.node_label}'s object store"
+        else:
+            entry, where = (VALUE, data), "in-process memory store"
+        cw.store.put(oid, entry)
         TRACER.on and step("core_worker", "put", "put_object", object=oid.hex(), detail={
-            "size": len(data), "where": "in-process memory store"})
+            "size": size, "where": where})
         return ObjectRef(oid, cw.address)
 
     # -- ray.get ------------------------------------------------------------------
@@ -90,8 +107,23 @@ class ObjectApi:
             if isinstance(payload, exc.RayTaskError):
                 raise payload.as_instanceof_cause()
             raise payload
-        raise NotImplementedError("objects in the shared-memory store arrive with the "
-                                  "object store issue")
+        return self._from_plasma(ref._id, ref._owner)
+
+    def _from_plasma(self, oid: bytes, owner: str):
+        """Read a large object from this node's store (pulled here first if elsewhere)."""
+        cw = self.cw
+        e = cw.refs.entries.get(oid)
+        hints = sorted(e.locations) if e is not None else []
+        try:
+            return cw.plasma.get(oid, owner or cw.address, hints)
+        except exc.RayError:
+            raise
+        except ConnectionLost as err:
+            raise exc.RaySystemError(f"lost the connection to this node's raylet: {err}")
+
+    def get_by_ids(self, pairs: list) -> list:
+        """Values of (object id, owner) arguments a task received by reference."""
+        return [self._from_plasma(oid, owner) for oid, owner in pairs]
 
     def _wait_for(self, missing: list, need: int, timeout: float | None, flow: str) -> bool:
         """Sleep until ``need`` of ``missing`` are in the memory store; False on timeout."""
@@ -194,7 +226,7 @@ class ObjectApi:
         cw = self.cw
         entry = cw.store.objects.get(oid)
         if entry is not None:
-            return entry
+            return self._status(oid, entry)
         if cw.refs.entries.get(oid) is None:
             return (ERROR, exc.ReferenceCountingAssertionError(
                 oid.hex(), message=f"Object {oid.hex()} was already freed by its owner."))
@@ -202,10 +234,39 @@ class ObjectApi:
 
         def ready(_oid, entry):
             if not fut.done():
-                fut.set_result(entry)
+                fut.set_result(self._status(oid, entry))
 
         cw.store.when_ready(oid, ready)
         return fut
+
+    def _status(self, oid: bytes, entry):
+        if entry[0] != IN_PLASMA:
+            return entry
+        e = self.cw.refs.entries.get(oid)
+        return (IN_PLASMA, (entry[1], sorted(e.locations) if e is not None else []))
+
+    def object_locations(self, oid: bytes):
+        """Owner side, asked by a raylet that must pull the object: where are its copies?"""
+        cw = self.cw
+        entry = cw.store.objects.get(oid)
+        if entry is not None:
+            return self._locations_reply(oid, entry)
+        if cw.refs.entries.get(oid) is None:
+            return ("error", exc.ReferenceCountingAssertionError(
+                oid.hex(), message=f"Object {oid.hex()} was already freed by its owner."))
+        fut = cw.loop.create_future()
+        cw.store.when_ready(oid, lambda _o, entry: fut.done() or fut.set_result(
+            self._locations_reply(oid, entry)))
+        return fut
+
+    def _locations_reply(self, oid: bytes, entry):
+        kind, payload = entry
+        if kind == ERROR:
+            return ("error", payload)
+        if kind != IN_PLASMA:
+            return ("inline", None)
+        e = self.cw.refs.entries.get(oid)
+        return ("ok", payload, sorted(e.locations) if e is not None else [])
 
     # -- the borrower protocol ------------------------------------------------------------
     def register_borrow(self, oid: bytes, owner: str) -> None:
@@ -269,9 +330,8 @@ class ObjectApi:
         # freeing an inline object is bookkeeping; freeing shared memory is a lecture step
         TRACER.on and step("core_worker", "refcount", "object_freed", 0 if entry.locations else 1,
                            object=oid.hex(), detail={"reason": "no references remain"})
-        free_copies = getattr(self.cw, "free_plasma_copies", None)
-        if entry.locations and free_copies is not None:
-            free_copies(oid, entry)
+        if entry.locations and self.cw.plasma is not None:
+            self.cw.plasma.free_everywhere(oid, entry.locations)
 
     def on_location(self, oid, node_id, size, added) -> None:
         e = self.cw.refs.entries.get(oid)

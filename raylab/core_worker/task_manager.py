@@ -33,20 +33,25 @@ class TaskManager:
         nested = []
         values = list(args) + list(kwargs.values())
         limit = self.cw.cfg.max_direct_call_object_size
+        plasma = self.cw.plasma
         for v in values:
             if type(v) is ObjectRef:
                 out.append((ARG_REF, v._id, v._owner))
                 continue
             try:
-                data, _buffers, contained = serialize(v)
+                data, buffers, contained = serialize(v, oob=plasma is not None)
             except SerializationError as e:
                 raise TypeError(f"Could not serialize the argument {_short(v)} for a task or "
                                 f"actor {name}: {e}") from None
-            if len(data) >= limit and self.cw.plasma is not None:
-                ref = self.cw.objects.put(v)  # large arguments travel via the object store
+            size = len(data) + sum(memoryview(b).nbytes for b in buffers)
+            if size >= limit and plasma is not None:
+                # a large argument is put into the object store once, and passed by ref
+                ref = self.cw.objects.put_serialized(data, buffers, contained, size)
                 out.append((ARG_REF, ref._id, ref._owner))
                 nested.append(ref)  # keep the ref alive until the task is submitted
                 continue
+            if buffers:
+                data, _b, contained = serialize(v)
             out.append((ARG_VALUE, data, contained or None))
             if contained:
                 nested.extend(contained)

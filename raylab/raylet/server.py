@@ -22,6 +22,8 @@ from raylab.effects import Call, Reply, Send
 from raylab.process_shell import TraceUplink, common_args, on_signals, run_effects, watch_lifeline
 from raylab.raylet import zygote
 from raylab.raylet.lease_manager import LeaseManager, LeaseRequest
+from raylab.raylet.object_directory import make_directory
+from raylab.raylet.object_manager import ObjectManager
 from raylab.raylet.worker_pool import WorkerInfo
 from raylab.session import SessionInfo
 from raylab.tracing.emit import TRACER
@@ -30,7 +32,7 @@ from raylab.transport import connect, serve
 
 class Raylet:
     def __init__(self, session: SessionInfo, index: int, label: str, resources: dict,
-                 store_memory: int, head: bool, zygote_pid: int, zygote_fd: int):
+                 store_memory: int, head: bool, zygote_pid: int, zygote_fd: int, arena_fd: int):
         self.session = session
         self.cfg = session.config
         self.index = index
@@ -51,6 +53,10 @@ class Raylet:
                                   f"{label}.raylet")
         self.trace_config = (False, None, None)
         self._key = 0
+        self.conns: dict[str, object] = {}       # other raylets and owners, by address
+        self._connecting: dict[str, asyncio.Task] = {}
+        self.objects = ObjectManager(self, arena_fd, store_memory, session.spill_dir(label))
+        self.directory = make_directory(self, self.cfg.control_plane)
 
     # -- effects -----------------------------------------------------------------------
     def apply(self, e):
@@ -84,6 +90,28 @@ class Raylet:
             conn.send("exit_worker", "killed by its raylet")
         if pid:
             self.loop.call_later(0.5, _kill_pid, pid)
+
+    # -- other processes ----------------------------------------------------------------
+    async def conn_to(self, address: str):
+        c = self.conns.get(address)
+        if c is not None and not c.closed:
+            return c
+        task = self._connecting.get(address)
+        if task is None:
+            task = self._connecting[address] = self.loop.create_task(
+                connect(address, self.session.token, RayletHandler(self), name=address))
+            task.add_done_callback(lambda _t: self._connecting.pop(address, None))
+        c = await asyncio.shield(task)
+        self.conns[address] = c
+        return c
+
+    def raylet_address(self, node_id: bytes) -> str | None:
+        if node_id == self.node_id:
+            return self.address
+        return self.leases.addresses.get(node_id)
+
+    def label_of(self, node_id: bytes) -> str:
+        return self.leases._label_of(node_id)
 
     def new_key(self) -> int:
         self._key += 1
@@ -127,6 +155,8 @@ class RayletHandler:
         if conn is r.gcs:
             r.stopping.set()  # the cluster is going away
             return
+        r.objects.disconnect(conn)
+        r.objects.push_end_all(conn)
         if self.worker_id is not None:
             r.worker_conns.pop(self.worker_id, None)
             r.run_soon(r.leases.worker_died(self.worker_id))
@@ -202,6 +232,47 @@ class RayletHandler:
                 out.update(part)
         return out
 
+    # -- the node's object store: its own clients -------------------------------------------
+    def rpc_store_hello(self, conn, address):
+        self.r.objects.clients[conn] = address
+
+    def rpc_store_create(self, conn, oid, size, owner, primary):
+        return self.r.objects.create(conn, oid, size, owner, primary)
+
+    def rpc_store_seal(self, conn, oid):
+        self.r.objects.seal(conn, oid)
+
+    def rpc_store_abort(self, conn, oid):
+        objects = self.r.objects
+        if oid in objects.core.objects:
+            objects.apply(objects.core.abort(oid))
+
+    def rpc_store_get(self, conn, oid, owner, hints):
+        return self.r.objects.get_now(conn, oid) or self.r.objects.get(conn, oid, owner, hints)
+
+    async def rpc_store_pull(self, conn, oid, owner, hints):
+        await self.r.objects.pull(oid, owner, hints)
+        return True
+
+    def rpc_store_contains(self, conn, oid):
+        return oid in self.r.objects.core.objects
+
+    def rpc_store_release(self, conn, oid):
+        self.r.objects.release(conn, oid)
+
+    def rpc_store_delete(self, conn, oid):
+        self.r.objects.delete(oid)
+
+    # -- another node's object manager pulls from ours -------------------------------------
+    def rpc_push_begin(self, conn, oid):
+        return self.r.objects.push_begin(conn, oid)
+
+    def rpc_read_chunk(self, conn, oid, start, length):
+        return self.r.objects.read_chunk(conn, oid, start, length)
+
+    def rpc_push_end(self, conn, oid):
+        self.r.objects.push_end(conn, oid)
+
     # -- views ------------------------------------------------------------------------
     def rpc_get_node_state(self, conn):
         r = self.r
@@ -213,6 +284,7 @@ class RayletHandler:
                         for w in sorted(lm.pool.workers.values(), key=lambda w: w.counter)],
             "queued": [(q.name, q.placement) for q in lm.queue],
             "infeasible": [(q.name, q.placement) for q in lm.infeasible],
+            "store": r.objects.contents(),
         }
 
 
@@ -225,7 +297,7 @@ def _kill_pid(pid: int) -> None:
 
 async def serve_raylet(args, session, zygote_pid, zygote_fd) -> None:
     raylet = Raylet(session, args.index, args.label, json.loads(args.resources),
-                    args.object_store_memory, args.head, zygote_pid, zygote_fd)
+                    args.object_store_memory, args.head, zygote_pid, zygote_fd, args.arena_fd)
     loop = asyncio.get_running_loop()
     server = await serve(raylet.address, session.token, lambda: RayletHandler(raylet),
                          name=f"raylet-{args.label}")
@@ -235,6 +307,7 @@ async def serve_raylet(args, session, zygote_pid, zygote_fd) -> None:
     await raylet.stopping.wait()
     TRACER.on = False
     server.close()
+    raylet.objects.shutdown()  # spill files go with the node
 
 
 def main(argv=None) -> None:
@@ -244,12 +317,14 @@ def main(argv=None) -> None:
     p.add_argument("--resources", required=True)
     p.add_argument("--object-store-memory", type=int, default=0)
     p.add_argument("--head", action="store_true")
+    p.add_argument("--arena-fd", type=int, required=True)
     args = p.parse_args(argv)
     session = SessionInfo.load(args.session)
     node_id = ids.node_id(args.index)
     # fork the zygote first, while this process has no threads and no event loop
     zpid, zfd = zygote.start(session.dir, node_id, args.label,
-                             session.socket(f"r{args.index}"), close_fds=(args.lifeline_fd,))
+                             session.socket(f"r{args.index}"), args.arena_fd,
+                             close_fds=(args.lifeline_fd,))
     try:
         asyncio.run(serve_raylet(args, session, zpid, zfd))
     finally:

@@ -14,7 +14,7 @@ import signal
 import sys
 
 
-def start(session_dir: str, node_id: bytes, label: str, raylet_address: str,
+def start(session_dir: str, node_id: bytes, label: str, raylet_address: str, arena_fd: int,
           close_fds: tuple = ()) -> tuple[int, int]:
     """Fork the zygote; returns (pid, write end of its request pipe)."""
     r, w = os.pipe()
@@ -27,14 +27,15 @@ def start(session_dir: str, node_id: bytes, label: str, raylet_address: str,
                     os.close(fd)
                 except OSError:
                     pass
-            _serve(r, session_dir, node_id, label, raylet_address)
+            _serve(r, session_dir, node_id, label, raylet_address, arena_fd)
         finally:
             os._exit(0)
     os.close(r)
     return pid, w
 
 
-def _serve(r: int, session_dir: str, node_id: bytes, label: str, raylet_address: str) -> None:
+def _serve(r: int, session_dir: str, node_id: bytes, label: str, raylet_address: str,
+           arena_fd: int) -> None:
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps our children
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -52,14 +53,14 @@ def _serve(r: int, session_dir: str, node_id: bytes, label: str, raylet_address:
         buf += chunk
         while b"\n" in buf:
             line, buf = buf.split(b"\n", 1)
-            _fork_worker(r, int(line), session_dir, node_id, label, raylet_address)
+            _fork_worker(r, int(line), session_dir, node_id, label, raylet_address, arena_fd)
         if not preloaded:
             preloaded = True
             _preload_optional()
 
 
 def _fork_worker(r: int, counter: int, session_dir: str, node_id: bytes, label: str,
-                 raylet_address: str) -> None:
+                 raylet_address: str, arena_fd: int) -> None:
     pid = os.fork()
     if pid != 0:
         return
@@ -68,7 +69,7 @@ def _fork_worker(r: int, counter: int, session_dir: str, node_id: bytes, label: 
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         from raylab.worker.main import run_worker
-        run_worker(session_dir, node_id, label, counter, raylet_address)
+        run_worker(session_dir, node_id, label, counter, raylet_address, arena_fd)
     except BaseException:
         import traceback
         traceback.print_exc()

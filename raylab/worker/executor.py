@@ -279,7 +279,7 @@ class TaskExecutor:
 
     def resolve_args(self, spec):
         refs = [(a[1], a[2]) for a in spec.args if a[0] == ARG_REF]
-        fetched = iter(self.cw.get_by_ids(refs)) if refs else None
+        fetched = iter(self.cw.objects.get_by_ids(refs)) if refs else None
         values = [next(fetched) if a[0] == ARG_REF else deserialize(a[1]) for a in spec.args]
         nkw = len(spec.kwargs_names)
         if not nkw:

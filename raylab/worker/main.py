@@ -74,7 +74,7 @@ class WorkerOutput(io.TextIOBase):
 
 
 def run_worker(session_dir: str, node_id: bytes, label: str, counter: int,
-               raylet_address: str) -> None:
+               raylet_address: str, arena_fd: int) -> None:
     """Entry point in the forked child: become a worker and serve until told to stop."""
     session = SessionInfo.load(session_dir)
     log = os.open(session.log_path(f"worker_{label}_{counter}"),
@@ -92,6 +92,7 @@ def run_worker(session_dir: str, node_id: bytes, label: str, counter: int,
                                   f"{label}.w{counter}")
     _attach_log_sender(cw, session)
     cw.start()
+    cw.attach_plasma(arena_fd)
     trace_cfg = cw.rpc_sync(cw.raylet, "register_worker", worker_id, os.getpid(), address)
     if trace_cfg:
         on, rules, collector = trace_cfg
