@@ -135,7 +135,7 @@ class CoreWorker:
         if self.gcs is None or self.gcs.closed:
             self.gcs = await connect(self.session.gcs_address, self.session.token,
                                      CoreWorkerHandler(self), name="gcs", retry=True)
-            await self.gcs.call("subscribe", ["node", "actor"])
+            await self.gcs.call("subscribe", ["node", "actor", "worker"])
             for n in await self.gcs.call("get_nodes"):
                 self._learn_node(n)
         return self.gcs
@@ -388,6 +388,10 @@ class CoreWorkerHandler:
         self.cw.objects.on_node_dead(node_id)
         self.cw.actors.on_node_dead(node_id)
         self.cw.notify("node_dead", node_id, label, cause)
+
+    def rpc_worker_failure(self, conn, address):
+        if address != self.cw.address:
+            self.cw.objects.on_peer_lost(address)
 
     def rpc_trace_config(self, conn, on, rules, collector):
         if self.cw.mode == WORKER:

@@ -308,8 +308,15 @@ class ObjectApi:
             cw.release(out)
 
     def release_borrow(self, oid: bytes, entry) -> None:
-        """io thread: our last ref to a borrowed object is gone; tell its owner."""
-        self._borrow_acks.pop(oid, None)
+        """io thread: our last ref to a borrowed object is gone; tell its owner (after it
+        has heard that we borrow it: a release that overtook the registration would leak)."""
+        ack = self._borrow_acks.pop(oid, None)
+        if ack is not None and not ack.done():
+            ack.add_done_callback(lambda _f: self._release_now(oid, entry))
+            return
+        self._release_now(oid, entry)
+
+    def _release_now(self, oid: bytes, entry) -> None:
         conn = self.cw.conns.get(entry.owner)
         if conn is not None and not conn.closed:
             conn.send("borrow_released", oid, self.cw.address)
@@ -352,8 +359,8 @@ class ObjectApi:
         with cw.lock:
             cw.refs.remove_borrower_everywhere(address, out)
             for oid, e in cw.refs.entries.items():
-                if not e.owned and e.owner == address and oid not in cw.store.objects:
-                    lost.append(oid)
+                if not e.owned and e.owner == address:
+                    lost.append(oid)  # even a copy we hold is unusable without its owner
         if out:
             cw.release(out)
         for oid in lost:

@@ -143,9 +143,8 @@ class GcsHandler:
         self.node_id = node_id
         g.raylet_conns[node_id] = conn
         g.view.add_node(node_id, label, resources)
-        g.pubsub.subscribe("node", conn)
-        g.pubsub.subscribe("resources", conn)
-        g.pubsub.subscribe("trace", conn)
+        for ch in ("node", "resources", "trace", "worker"):
+            g.pubsub.subscribe(ch, conn)
         await g.run(g.nodes.register(NodeInfo(node_id, label, address, resources, pid, is_head)))
         g.broadcast_view()
         g.actors.on_node_added(node_id)
@@ -171,7 +170,7 @@ class GcsHandler:
     def rpc_register_job(self, conn, driver_address, pid, namespace):
         g = self.gcs
         job = g.jobs.add(driver_address, pid, namespace)
-        for ch in ("node", "actor", "trace"):
+        for ch in ("node", "actor", "trace", "worker"):
             g.pubsub.subscribe(ch, conn)
         return (job.job_id, [n.public() for n in g.nodes.nodes.values()], g.trace_config)
 
@@ -183,6 +182,10 @@ class GcsHandler:
         for ch in channels:
             self.gcs.pubsub.subscribe(ch, conn)
         return True
+
+    def rpc_report_worker_failure(self, conn, address):
+        """A raylet saw one of its workers die: everyone learns that its objects are gone."""
+        self.gcs.pubsub.publish("worker", "worker_failure", (address,))
 
     # -- key-value store and function table ---------------------------------
     async def rpc_kv_put(self, conn, namespace, key, value, overwrite=True):
@@ -251,7 +254,13 @@ async def main(argv=None) -> None:
     gcs = GcsServer(session)
     loop = asyncio.get_running_loop()
     server = await serve(session.gcs_address, session.token, lambda: GcsHandler(gcs), name="gcs")
-    watch_lifeline(loop, args.lifeline_fd, gcs.stopping.set)
+    orphaned = asyncio.Event()
+
+    def driver_died():
+        orphaned.set()
+        gcs.stopping.set()
+
+    watch_lifeline(loop, args.lifeline_fd, driver_died)
     on_signals(loop, gcs.stopping.set)
     tasks = [loop.create_task(gcs.pull_resources()), loop.create_task(gcs.health_checks())]
     await gcs.stopping.wait()
@@ -259,6 +268,18 @@ async def main(argv=None) -> None:
     for t in tasks:
         t.cancel()
     server.close()
+    if orphaned.is_set():
+        await _clean_up_after_driver(gcs)
+
+
+async def _clean_up_after_driver(gcs: GcsServer) -> None:
+    """The driver died without shutdown(): once the raylets are gone, remove the session."""
+    import shutil
+    for _ in range(40):
+        if all(c.closed for c in gcs.raylet_conns.values()):
+            break
+        await asyncio.sleep(0.05)
+    shutil.rmtree(gcs.session.dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -190,7 +190,8 @@ class LeaseManager:
             return []
         out = [Trace("raylet", "failure", "worker_died", {"node": self.node_id.hex(),
                                                            "worker": worker_id.hex()},
-                     {"pid": w.pid, "was_running": w.task_name})]
+                     {"pid": w.pid, "was_running": w.task_name}),
+               Call("report_worker_failure", (w.address,))]
         if w.lease_id is not None:
             lease = self.leases.pop(w.lease_id, None)
             if lease is not None:

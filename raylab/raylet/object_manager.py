@@ -170,6 +170,13 @@ class ObjectManager:
         self.clients.pop(conn, None)
         self.apply(self.core.disconnect(conn))
 
+    def owner_died(self, owner: str) -> None:
+        """An owner process died: its objects can never be used again; free their copies."""
+        for oid in [oid for oid, e in self.core.objects.items() if e.owner == owner]:
+            TRACER.on and step("object_store", "object", "object_deleted", 1, **self.ids(oid),
+                               detail={"reason": "its owner died"})
+            self.apply(self.core.delete(oid))
+
     # -- pulling from another node ------------------------------------------------------------
     async def pull(self, oid: bytes, owner: str, hints: list) -> None:
         """Make sure a copy is here: one transfer, however many ask at once."""

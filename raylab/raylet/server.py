@@ -82,6 +82,11 @@ class Raylet:
     def do_start_worker(self, counter: int) -> None:
         os.write(self.zygote_fd, b"%d\n" % counter)
 
+    def do_report_worker_failure(self, address: str) -> None:
+        """Tell the GCS, which tells everyone: objects this worker owned are gone with it."""
+        if self.gcs is not None and not self.gcs.closed:
+            self.gcs.send("report_worker_failure", address)
+
     def do_kill_worker(self, worker_id: bytes) -> None:
         conn = self.worker_conns.get(worker_id)
         w = self.leases.pool.workers.get(worker_id)
