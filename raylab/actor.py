@@ -205,7 +205,8 @@ class ActorMethod:
                            actor=h._actor_id.hex(), detail={"name": name,
                                                             "method": self._name})
         cw.actors.queue(h._actor_id, h._max_task_retries)
-        cw.call_soon(cw.actors.submit, spec)
+        if not cw.actors.send_now(spec):
+            cw.actors.enqueue(spec)
         if num_returns == 1:
             return refs[0]
         if num_returns == 0:

@@ -31,6 +31,9 @@ class Config:
     worker_lease_linger_ms: int = 2
     # object transfer between nodes
     object_manager_chunk_size: int = 8 * 1024 * 1024
+    # a put that finds the store full of objects pinned by readers waits this long for
+    # them to be released before it fails with ObjectStoreFullError
+    object_store_full_timeout_ms: int = 3000
     # workers prestarted by each raylet at startup (capped by its CPUs)
     num_prestart_workers: int = 2
     # idle workers above the node's CPU count are ended after this long

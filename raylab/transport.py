@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import itertools
 import os
 import pickle
 import socket
@@ -47,6 +48,9 @@ BACKGROUND = frozenset({
     "trace_release_all", "trace_config", "set_trace_config", "trace_flush", "log_lines",
     "get_node_state", "get_tables", "get_nodes", "get_resource_view",
 })
+
+
+DEFERRED = object()  # a handler's "I will send the reply myself"
 
 
 class ConnectionLost(ConnectionError):
@@ -80,10 +84,13 @@ class Connection(asyncio.Protocol):
         self.closed = False
         self._authenticated = not server
         self._buf = bytearray()
-        self._pending: dict[int, asyncio.Future] = {}
-        self._next_id = 1
+        self._pending: dict = {}          # request id -> Future, or callback(error, value)
+        self._ids = itertools.count(1)   # next() is atomic: requests may start on any thread
         self._out: list[bytes] = []
         self._flush_scheduled = False
+        self._wlock = threading.Lock()   # writes may come from a worker's main thread
+        self._raw = None                 # our own handle on the socket, for those writes
+        self.current_rid = 0             # the request being dispatched (for deferred replies)
         self._loop = None
         self._methods: dict[str, object] = {}
         self.lost = None  # asyncio.Future resolved when the connection closes
@@ -92,6 +99,9 @@ class Connection(asyncio.Protocol):
     def connection_made(self, transport):
         self.transport = transport
         self._loop = asyncio.get_running_loop()
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            self._raw = socket.socket(fileno=os.dup(sock.fileno()))
         self.lost = self._loop.create_future()
         if not self._authenticated:
             return
@@ -124,11 +134,18 @@ class Connection(asyncio.Protocol):
             del buf[:pos]
 
     def connection_lost(self, exc):
-        self.closed = True
-        for fut in self._pending.values():
-            if not fut.done():
-                fut.set_exception(ConnectionLost(f"connection {self.name} lost"))
-        self._pending.clear()
+        with self._wlock:
+            self.closed = True
+            if self._raw is not None:
+                self._raw.close()
+                self._raw = None
+            pending, self._pending = self._pending, {}
+        for fut in pending.values():
+            err = ConnectionLost(f"connection {self.name} lost")
+            if not isinstance(fut, asyncio.Future):
+                fut(err, None)
+            elif not fut.done():
+                fut.set_exception(err)
         if self.lost is not None and not self.lost.done():
             self.lost.set_result(None)
         cb = getattr(self.handler, "connection_lost", None)
@@ -140,18 +157,63 @@ class Connection(asyncio.Protocol):
         if self.closed:
             raise ConnectionLost(f"connection {self.name} is closed")
         payload = _dumps(msg, 5)
-        self._out.append(_HEADER.pack(len(payload), 0 if background else clock.tick()))
-        self._out.append(payload)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
+        frame = _HEADER.pack(len(payload), 0 if background else clock.tick()) + payload
+        with self._wlock:
+            if not self._flush_scheduled:
+                # the first message of this loop iteration goes out at once (latency); any
+                # more in the same iteration are batched into one write by _flush
+                self._flush_scheduled = True
+                self._loop.call_soon(self._flush)
+                self.transport.write(frame)
+                return
+            self._out.append(frame)
 
     def _flush(self) -> None:
-        self._flush_scheduled = False
-        if self._out and not self.closed:
-            data = b"".join(self._out)
-            self._out.clear()
-            self.transport.write(data)
+        with self._wlock:
+            self._flush_scheduled = False
+            if self._out and not self.closed:
+                data = b"".join(self._out)
+                self._out.clear()
+                self.transport.write(data)
+
+    def reply_from_thread(self, rid: int, value) -> None:
+        """Answer request ``rid`` from a thread other than the loop's (a worker's main
+        thread replying to its owner), skipping the hop through the event loop: the frame
+        goes straight into the socket when nothing is queued ahead of it."""
+        self._write_from_thread((rid, _REPLY, value))
+
+    def call_from_thread(self, method: str, args: tuple, callback) -> None:
+        """Send a request from a user thread; the loop calls ``callback(error, value)``
+        with the reply (the driver's actor calls take this short path)."""
+        rid = next(self._ids)
+        with self._wlock:
+            if self.closed:
+                err = ConnectionLost(f"connection {self.name} is closed")
+                self._loop.call_soon_threadsafe(callback, err, None)
+                return
+            self._pending[rid] = callback  # before sending: the reply may come back at once
+        self._write_from_thread((rid, method, args))
+
+    def _write_from_thread(self, msg) -> None:
+        payload = _dumps(msg, 5)
+        frame = _HEADER.pack(len(payload), clock.tick()) + payload
+        with self._wlock:
+            if self.closed:
+                return
+            if not self._flush_scheduled and not self.transport.get_write_buffer_size():
+                try:
+                    sent = self._raw.send(frame)
+                except (BlockingIOError, InterruptedError):
+                    sent = 0
+                except OSError:
+                    return  # the peer is gone; connection_lost will follow
+                if sent == len(frame):
+                    return
+                frame = frame[sent:]
+            self._out.append(frame)
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                self._loop.call_soon_threadsafe(self._flush)
 
     def send(self, method: str, *args) -> None:
         """A one-way message: no reply is expected."""
@@ -159,8 +221,7 @@ class Connection(asyncio.Protocol):
 
     def call(self, method: str, *args) -> asyncio.Future:
         """A request; the returned future resolves to the peer's reply."""
-        rid = self._next_id
-        self._next_id = rid + 1
+        rid = next(self._ids)
         fut = self._loop.create_future()
         self._pending[rid] = fut
         self._write((rid, method, args), method in BACKGROUND)
@@ -178,7 +239,11 @@ class Connection(asyncio.Protocol):
             clock.observe(ts)
         if method == _REPLY or method == _ERROR:
             fut = self._pending.pop(rid, None)
-            if fut is not None and not fut.done():
+            if fut is None:
+                return
+            if not isinstance(fut, asyncio.Future):
+                fut(None, args) if method == _REPLY else fut(args, None)
+            elif not fut.done():
                 if method == _REPLY:
                     fut.set_result(args)
                 else:
@@ -192,6 +257,7 @@ class Connection(asyncio.Protocol):
                     self._reply_error(rid, AttributeError(f"no such method {method!r}"))
                 return
             self._methods[method] = fn
+        self.current_rid = rid
         try:
             result = fn(self, *args)
         except Exception as e:  # a handler bug must not kill the connection
@@ -200,6 +266,8 @@ class Connection(asyncio.Protocol):
             else:
                 _report_handler_error(self, method, e)
             return
+        if result is DEFERRED:
+            return  # the handler answers later itself (reply / reply_from_thread)
         if asyncio.iscoroutine(result):
             result = self._loop.create_task(result)
         if asyncio.isfuture(result):

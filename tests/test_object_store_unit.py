@@ -343,18 +343,29 @@ def test_restored_object_is_dropped_without_writing_again():
     assert core.contents()[0].spilled
 
 
-def test_full_only_when_nothing_can_be_evicted_or_spilled():
+def test_full_waits_for_readers_and_fails_only_when_given_up():
     core = ObjectStoreCore(2 * P)
     stored(core, 1)
     core.create(oid(2), P, "o", client="w")  # unsealed: being written, not a victim
     core.get(oid(1), "r")                     # pinned by a reader
-    with pytest.raises(ObjectStoreFullError) as e:
-        core.create(oid(3), P, "o", client="w")
-    msg = str(e.value)
+    assert core.create(oid(3), P, "o", client="w") == []   # waits: the reader may let go
+    assert core.usage().waiting_requests == 1
+    effects = core.give_up(oid(3), "w")       # the shell's timeout ran out
+    assert len(effects) == 1 and isinstance(effects[0], Failed)
+    msg = str(effects[0].error)
     assert str(P) in msg and "pinned by readers" in msg and "being written" in msg
     assert core.usage().waiting_requests == 0
-    core.release(oid(1), "r")  # now 1 can be spilled
-    assert isinstance(core.create(oid(3), P, "o", client="w")[0], Spill)
+    assert core.create(oid(4), P, "o", client="w") == []   # waits again ...
+    assert isinstance(core.release(oid(1), "r")[0], Spill)  # ... and a release makes room
+
+
+def test_full_at_once_when_nothing_could_ever_be_freed():
+    core = ObjectStoreCore(2 * P)
+    stored(core, 1)
+    stored(core, 2)
+    core.get(oid(1), "r")
+    with pytest.raises(ObjectStoreFullError):
+        core.create(oid(3), 3 * P // 2 + P, "o", client="w")  # bigger than all but nothing
 
 
 def test_object_bigger_than_store():
@@ -366,15 +377,15 @@ def test_object_bigger_than_store():
         core.create(oid(2), P, "o")
 
 
-def test_pinned_during_spill_stays_in_memory_and_waiter_fails():
+def test_pinned_during_spill_stays_in_memory_and_waiter_waits():
     core = ObjectStoreCore(P, spill_dir="/s")
     stored(core, 1)
     assert isinstance(core.create(oid(2), P, "o", client="w2")[0], Spill)
     core.get(oid(1), "r")  # pinned while being written out
-    effects = core.spilled(oid(1))
-    assert len(effects) == 1 and isinstance(effects[0], Failed)
-    assert effects[0].client == "w2" and isinstance(effects[0].error, ObjectStoreFullError)
+    assert core.spilled(oid(1)) == []         # stays in memory; the create keeps waiting
     assert core.contents()[0].state == "sealed"
+    effects = core.give_up(oid(2), "w2")
+    assert effects[0].client == "w2" and isinstance(effects[0].error, ObjectStoreFullError)
 
 
 def test_spilled_file_deleted_when_freed():
@@ -482,8 +493,10 @@ class FakeShell:
         in_memory = [e for e in core.objects.values() if e.offset is not None]
         assert core.allocator.used == sum(core.allocator.rounded(e.size) for e in in_memory)
         assert all((e.offset is None) == (e.state == "spilled") for e in core.objects.values())
-        # A request only waits while spills are being written (else it would wait forever).
-        assert not core.queue or any(e.state == "spilling" for e in core.objects.values())
+        # A request only waits while spills are being written or readers/writers hold
+        # blocks that would make room (else it would wait for ever).
+        assert not core.queue or any(e.state == "spilling" or e.pinned or e.state == "created"
+                                     for e in core.objects.values())
         for e in core.objects.values():
             for c, n in e.pins.items():
                 assert self.pins.count((e.object_id, c)) == n

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import threading
 
 from raylab import exceptions as exc
 from raylab.core_worker.memory_store import ERROR, VALUE
@@ -52,6 +53,7 @@ class ActorQueue:
 class ActorSubmitter:
     def __init__(self, cw):
         self.cw = cw
+        self.lock = threading.Lock()  # a queue's order: the caller's thread may send directly
         self.queues: dict[bytes, ActorQueue] = {}
         self.handle_objects: dict[bytes, bytes] = {}   # handle object id -> actor id
         self.detached: set = set()
@@ -138,11 +140,34 @@ class ActorSubmitter:
             pass
 
     # -- method calls --------------------------------------------------------------------
-    def submit(self, spec) -> None:
-        """io thread: queue a call; calls leave in submission order once the actor is ALIVE."""
+    def send_now(self, spec) -> bool:
+        """Caller's thread: the short path. If the actor is ALIVE, nothing is queued before
+        this call and its arguments are values, write it straight to the actor's process."""
+        q = self.queues.get(spec.actor_id)
+        if TRACER.on or q is None or q.state != ALIVE or q.pending:
+            return False
+        if any(a[0] == ARG_REF for a in spec.args):
+            return False
+        with self.lock:
+            conn = q.conn
+            if q.pending or q.state != ALIVE or conn is None or conn.closed:
+                return False
+            self.task_ids.add(spec.task_id)
+            q.in_flight[spec.task_id] = spec
+            conn.call_from_thread("push_task", (spec,),
+                                  lambda err, value: self._on_reply(q, spec, err, value))
+        return True
+
+    def enqueue(self, spec) -> None:
+        """Caller's thread: queue a call (in order, before any later direct send)."""
         q = self.queue(spec.actor_id)
-        self.task_ids.add(spec.task_id)
-        q.pending.append(spec)
+        with self.lock:
+            self.task_ids.add(spec.task_id)
+            q.pending.append(spec)
+        self.cw.call_soon(self._queued, q, spec)
+
+    def _queued(self, q: ActorQueue, spec) -> None:
+        """io thread: calls leave in submission order once the actor is ALIVE."""
         for a in spec.args:
             if a[0] == ARG_REF:
                 e = self.cw.refs.entries.get(a[1])
@@ -159,12 +184,13 @@ class ActorSubmitter:
             self._watch(q)
             return
         store = self.cw.store.objects
-        while q.pending:
-            spec = q.pending[0]
-            if not self._inline_ready_args(spec, store):
-                return  # head-of-line: later calls wait, so order is kept
-            q.pending.popleft()
-            self._send(q, spec)
+        with self.lock:
+            while q.pending:
+                spec = q.pending[0]
+                if not self._inline_ready_args(spec, store):
+                    return  # head-of-line: later calls wait, so order is kept
+                q.pending.popleft()
+                self._send(q, spec)
 
     def _inline_ready_args(self, spec, store) -> bool:
         for i, a in enumerate(spec.args):
@@ -199,16 +225,20 @@ class ActorSubmitter:
             self._watch(q)
             return
         fut = conn.call("push_task", spec)
-        fut.add_done_callback(lambda f: self._on_reply(q, spec, f))
+        fut.add_done_callback(lambda f: self._on_reply(
+            q, spec, f.exception() if not f.cancelled() else ConnectionLost("cancelled"),
+            None if f.cancelled() or f.exception() else f.result()))
 
-    def _on_reply(self, q: ActorQueue, spec, fut) -> None:
-        if q.in_flight.pop(spec.task_id, None) is None:
-            return
-        if fut.cancelled() or fut.exception() is not None:
-            self._on_actor_lost(q, spec)
-            return
+    def _on_reply(self, q: ActorQueue, spec, err, value) -> None:
+        """io thread: the actor answered (``value``), or its connection dropped (``err``)."""
+        with self.lock:
+            if q.in_flight.pop(spec.task_id, None) is None:
+                return
+            if err is not None:
+                self._on_actor_lost(q, spec)
+                return
         self.task_ids.discard(spec.task_id)
-        self.cw.task_manager.complete_task(spec, fut.result(), q.node_id)
+        self.cw.task_manager.complete_task(spec, value, q.node_id)
 
     def _on_actor_lost(self, q: ActorQueue, spec) -> None:
         """The call's connection dropped: the actor died. Retry after a restart, or fail."""

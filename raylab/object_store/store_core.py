@@ -100,6 +100,18 @@ class ObjectStoreCore:
             del entry.pins[client]
         if entry.deleted and not entry.pinned and entry.state in (SEALED, SPILLED):
             return self._remove(entry)
+        if not entry.pinned and self.queue:
+            return self._drain()  # a request waiting for room may fit now
+        return []
+
+    def give_up(self, object_id: bytes, client) -> list:
+        """A create or restore waited too long for room: fail it with ObjectStoreFullError."""
+        for req in list(self.queue):
+            if req.object_id == object_id and (req.client == client or req.kind == "restore"):
+                self.queue.remove(req)
+                effects: list = []
+                self._fail(req, effects)
+                return effects + self._drain()
         return []
 
     def delete(self, object_id: bytes) -> list:
@@ -247,7 +259,13 @@ class ObjectStoreCore:
                 if trial.can_alloc(size):
                     break
             else:
-                return FULL
+                # readers (or writers) hold what is left: wait for them to let go, unless
+                # even that could never be enough (the shell bounds the wait with a timeout)
+                for e in self.objects.values():
+                    if e.offset is not None and e.state in (SEALED, CREATED) and \
+                            e not in chosen and (e.pinned or e.state == CREATED):
+                        trial.free(e.offset)
+                return WAIT if trial.can_alloc(size) else FULL
         for e in chosen:
             effects.append(self._evict_or_spill(e))
         return FITS if self.allocator.can_alloc(size) else WAIT

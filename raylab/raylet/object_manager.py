@@ -40,6 +40,7 @@ class ObjectManager:
         self.clients: dict[object, str] = {}     # connection -> client process address
         self.chunk = raylet.cfg.object_manager_chunk_size
         self._pushing: dict[tuple, int] = {}     # (puller connection, oid) -> offset
+        self.full_timeout = raylet.cfg.object_store_full_timeout_ms / 1000
 
     @property
     def label(self) -> str:
@@ -121,7 +122,12 @@ class ObjectManager:
         except (exc.ObjectStoreFullError, ValueError) as err:
             self.waiting[("create", conn, oid)].remove(fut)
             raise err
+        if not fut.done():  # waiting for readers to release room: not for ever
+            self.loop.call_later(self.full_timeout, self._give_up, oid, conn)
         return fut
+
+    def _give_up(self, oid: bytes, conn) -> None:
+        self.apply(self.core.give_up(oid, conn))
 
     def seal(self, conn, oid: bytes) -> None:
         entry = self.core.objects.get(oid)

@@ -28,6 +28,7 @@ from raylab.core_worker.memory_store import ERROR, IN_PLASMA, VALUE
 from raylab.core_worker.serialization import deserialize, serialize
 from raylab.core_worker.task_spec import ACTOR_CREATION_TASK, ACTOR_TASK, ARG_REF
 from raylab.tracing.emit import TRACER, checkpoint, step
+from raylab.transport import DEFERRED
 
 
 class TaskExecutor:
@@ -45,15 +46,15 @@ class TaskExecutor:
 
     # -- io thread ---------------------------------------------------------------
     def push(self, conn, spec):
-        """An owner pushed a task: queue it for the main thread; reply when it is done.
-        Calls to a threaded or async actor start at once, up to its max_concurrency."""
-        fut = self.cw.loop.create_future()
+        """An owner pushed a task: queue it for the main thread, which replies itself when
+        it is done. Calls to a threaded or async actor start at once (max_concurrency)."""
         actor = self.actor
         if actor is not None and actor.concurrent and spec.kind == ACTOR_TASK:
+            fut = self.cw.loop.create_future()
             actor.submit(spec, fut)
-        else:
-            self.queue.put((spec, conn, fut))
-        return fut
+            return fut
+        self.queue.put((spec, conn, conn.current_rid))
+        return DEFERRED
 
     def cancel(self, task_id: bytes, force: bool):
         cur = self.current
@@ -108,17 +109,25 @@ class TaskExecutor:
                 continue
             if item is None:
                 return
-            spec, conn, fut = item
+            spec, conn, rid = item
             if spec.task_id in self.cancelled:
                 self.cancelled.discard(spec.task_id)
                 result = self._error_reply(spec, exc.TaskCancelledError(spec.task_id.hex()))
-                self.cw.call_soon(self._finish, spec, result, fut)
-                continue
-            try:
-                result = self.execute(spec)
-            except KeyboardInterrupt:
-                result = self._error_reply(spec, exc.TaskCancelledError(spec.task_id.hex()))
-            self.cw.call_soon(self._finish, spec, result, fut)
+            else:
+                try:
+                    result = self.execute(spec)
+                except KeyboardInterrupt:
+                    result = self._error_reply(spec, exc.TaskCancelledError(spec.task_id.hex()))
+            if not result[2] and not self.cw.objects.unacked:
+                conn.reply_from_thread(rid, (result[0], result[1]))  # straight to the owner
+            else:
+                self.cw.call_soon(self._finish_rid, spec, result, conn, rid)
+
+    def _finish_rid(self, spec, result, conn, rid) -> None:
+        """io thread: the slow path of a reply (borrowers to register first)."""
+        fut = self.cw.loop.create_future()
+        fut.add_done_callback(lambda f: conn.closed or conn._reply(rid, f.result()))
+        self._finish(spec, result, fut)
 
     def _finish(self, spec, result, fut) -> None:
         """io thread: make sure borrowers are registered, then answer the owner."""
@@ -363,10 +372,11 @@ def _restore_env(saved):
 
 def _flush_output():
     for s in (sys.stdout, sys.stderr):
-        try:
-            s.flush()
-        except Exception:
-            pass
+        if getattr(s, "dirty", True):  # a task that printed nothing has nothing to flush
+            try:
+                s.flush()
+            except Exception:
+                pass
 
 
 __all__ = ["TaskExecutor", "TRACER"]

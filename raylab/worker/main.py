@@ -32,12 +32,14 @@ class WorkerOutput(io.TextIOBase):
         self.raw = raw
         self._buf = ""
         self._lock = threading.Lock()
+        self.dirty = False
 
     def writable(self):
         return True
 
     def write(self, s: str) -> int:
         with self._lock:
+            self.dirty = True
             self._buf += s
             if "\n" not in self._buf:
                 return len(s)
@@ -48,6 +50,7 @@ class WorkerOutput(io.TextIOBase):
     def flush(self):
         with self._lock:
             text, self._buf = self._buf, ""
+            self.dirty = False
         if text:
             self._emit(text)
         try:
