@@ -122,7 +122,7 @@ class CoreWorker:
                                   name=f"core-worker-{self.mode}")
         if self.mode == DRIVER:
             self.gcs = await connect(self.session.gcs_address, token, CoreWorkerHandler(self),
-                                     name="gcs", retry=True, timeout=20)
+                                     name="gcs", retry=True, timeout=60)
             job, nodes, trace_cfg = await self.gcs.call("register_job", self.address, self.pid,
                                                         self.namespace)
             self.job_id = job
@@ -204,7 +204,7 @@ class CoreWorker:
 
     async def _open(self, address: str, retry: bool):
         c = await connect(address, self.session.token, CoreWorkerHandler(self), name=address,
-                          retry=retry, timeout=10)
+                          retry=retry, timeout=60)
         c.peer = address
         c.send("hello", self.address)
         self.conns[address] = c

@@ -124,6 +124,14 @@ class Raylet:
 
     # -- start up -----------------------------------------------------------------------
     async def register(self) -> None:
+        # prestart workers first: the node joins the cluster with them ready, so the same
+        # program always gets the same workers (N2.w1 before N2.w2)
+        n = min(self.cfg.num_prestart_workers, int(self.leases.total.get("CPU", 0)))
+        for _ in range(n):
+            self.do_start_worker(self.leases.pool.next_counter())
+        deadline = self.loop.time() + 30
+        while self.leases.pool.num_alive() < n and self.loop.time() < deadline:
+            await asyncio.sleep(0.005)
         self.gcs = await connect(self.session.gcs_address, self.session.token,
                                  RayletHandler(self), name="gcs", retry=True, timeout=30)
         nodes, view, trace_cfg = await self.gcs.call(
@@ -134,8 +142,6 @@ class Raylet:
                 self.leases.node_added(bytes.fromhex(n["NodeID"]), n["RayletSocketName"])
         self.run_soon(self.leases.update_view(view))
         await self.set_trace_config(*trace_cfg)
-        for _ in range(min(self.cfg.num_prestart_workers, int(self.leases.total.get("CPU", 0)))):
-            self.do_start_worker(self.leases.pool.next_counter())
 
     async def set_trace_config(self, on, rules, collector) -> None:
         self.trace_config = (on, rules, collector)

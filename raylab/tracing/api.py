@@ -42,13 +42,26 @@ class Trace:
     def names(self, **criteria) -> list[str]:
         return [e.step for e in self.steps(**criteria)]
 
-    def text(self, level: int | None = LECTURE, **criteria) -> str:
+    def text(self, level: int | None = LECTURE, width: int = 100, **criteria) -> str:
+        """The numbered step log as plain text (``level=None``: protocol steps too)."""
         from raylab.views.steplog import steplog_text
-        return steplog_text(self.steps(level=level, **criteria))
+        return steplog_text(self.steps(level=level, **criteria), expand=level is None,
+                            width=width)
 
     def show(self, level: int | None = LECTURE, console=None, **criteria) -> None:
         from raylab.views.steplog import show_steplog
-        show_steplog(self.steps(level=level, **criteria), console=console)
+        show_steplog(self.steps(level=level, **criteria), console=console,
+                     expand=level is None)
+
+    def lineage(self, object_ref=None):
+        """The lineage graph of an object (or of every result) from this trace."""
+        from raylab.views.lineage import lineage_view
+        return lineage_view(self.events, object_ref)
+
+    def timeline(self):
+        """A per-worker timeline of the task executions in this trace."""
+        from raylab.views.timeline import timeline_view
+        return timeline_view(self.events)
 
     def __len__(self):
         return len(self.events)
@@ -69,6 +82,8 @@ class trace:
         self.result = Trace(self._recorder)
 
     def __enter__(self) -> Trace:
+        from raylab.tracing import timeline
+        timeline.remember(self.result)   # ray.timeline() exports the latest trace
         COLLECTOR.add_recorder(self._recorder)
         control.listen()
         return self.result

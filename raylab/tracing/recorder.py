@@ -68,13 +68,14 @@ class Collector:
         with self._lock:
             recorders = list(self.recorders)
             held_cbs = list(self.on_held)
+        for r in recorders:  # first into the recorders, then announce them (see wait_for)
+            r.add(events)
+        with self._lock:
             seen = self.seen
             for ev in events:
                 if ev.seq > seen.get(ev.pid, 0):
                     seen[ev.pid] = ev.seq
             self._arrived.notify_all()
-        for r in recorders:
-            r.add(events)
         for ev in events:
             if ev.held:
                 for cb in held_cbs:

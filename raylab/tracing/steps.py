@@ -41,12 +41,22 @@ NARRATIVES = {
     "cancel_task": "{who} interrupts the task (ray.cancel)",
     "worker_exit": "{who} exits ({reason})",
     # objects
-    "put_object": "{who} puts an object ({size} bytes) into its {where}",
+    "put_object": "{who} puts {object} ({size}) into its {where}",
     "get_object": "{who} checks its local object store for {object}",
     "get_local_hit": "{who} finds {object} locally",
     "ask_owner": "{who} asks the owner of {object} where it is (a long poll)",
     "owner_replied": "{who} hears from the owner: {object} is ready ({kind})",
     "get_returned": "{who}'s ray.get returns the value of {object}",
+    "store_object": "{who} stores {object} ({size}) as the {copy} copy",
+    "locate_object": "{who} asks the owner of {object} where its copies are",
+    "pull_object": "{to} fetches {object} from {from}'s object store and replicates it "
+                   "locally",
+    "object_replicated": "{who} has a replica of {object} now ({chunks} chunk(s) from {from})",
+    "evict_replica": "{who} evicts the replica of {object} to make room",
+    "spill_object": "{who} is full: it spills {object} ({size}) to disk",
+    "restore_object": "{who} restores {object} from its spill file",
+    "object_deleted": "{who} deletes its copy of {object}",
+    "delete_copies": "{who} (the owner) deletes every copy of {object}",
     "wait_returned": "{who}'s ray.wait returns {ready} ready, {not_ready} not ready",
     "borrower_added": "{who} (owner) records a borrower of {object}",
     "object_freed": "{who} frees {object}: {reason}",
@@ -92,6 +102,26 @@ def who(ev: TraceEvent) -> str:
     return f"{ev.node}'s {name}" if ev.node else name
 
 
+def _short(kind: str, hex_id):
+    """Object ids as <creating task>#<index> (sibling returns share their first 8 hex
+    characters); other ids as their first 8 hex characters."""
+    if not isinstance(hex_id, str):
+        return hex_id
+    if kind == "object" and len(hex_id) == 56:
+        return f"{hex_id[:8]}#{int.from_bytes(bytes.fromhex(hex_id[48:]), 'little')}"
+    return hex_id[:8]
+
+
+def _human(n) -> str:
+    if not isinstance(n, (int, float)):
+        return str(n)
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
 class _Fields(dict):
     def __missing__(self, key):
         return "?"
@@ -104,9 +134,11 @@ def narrate(ev: TraceEvent) -> str:
     fields = _Fields()
     for k, v in ev.ids.items():
         if v is not None:
-            fields[k] = v[:8] if isinstance(v, str) else v
+            fields[k] = _short(k, v)
     for k, v in ev.detail.items():
-        fields[k] = v
+        fields[k] = _human(v) if k == "size" else v
+    if "copy" not in fields and "primary" in ev.detail:
+        fields["copy"] = "primary" if ev.detail["primary"] else "replica"
     fields["who"] = who(ev)
     fields["node"] = ev.node
     try:

@@ -99,11 +99,14 @@ def timeline_renderable(model: TraceModel, width: int, legend: bool = True):
 
 
 def _legend_line(s: Span, label_w: int) -> Text:
-    end = s.end if s.end is not None else "…"
+    if s.end == s.start:
+        steps = f"step {s.start}"
+    else:
+        steps = f"steps {s.start}-{s.end if s.end is not None else '…'}"
     attempt = f", attempt {s.attempt}" if s.attempt else ""
     who = f"actor {short_id(s.actor)}, " if s.actor else ""
     return Text(f"{s.proc:<{label_w}}  {s.name} ({who}task {short_id(s.task)}{attempt}): "
-                f"steps {s.start}-{end}, {s.status}")
+                f"{steps}, {s.status}")
 
 
 class TimelineView(View):

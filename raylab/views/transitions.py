@@ -67,9 +67,15 @@ def _to_worker(m, ev):
 
 def _execute_task(m, ev):
     t = m.task(ev.ids["task"])
-    t.state, t.node, t.worker = states.RUNNING, ev.node, _proc(ev)
     t.name = ev.detail.get("name", t.name)
-    t.attempt = ev.detail.get("attempt", t.attempt)
+    attempt = ev.detail.get("attempt", t.attempt)
+    if attempt < t.attempt or _proc(ev) in m.dead_workers:
+        # a death notice carries no clock, so an attempt that died can be logged after
+        # its retry began: draw it, already over, and leave the task alone
+        m.spans.append(Span(_proc(ev), ev.node, t.task_id, t.name, m.step_count,
+                            m.step_count, ev.time, ev.time, "died", attempt, t.actor))
+        return
+    t.state, t.node, t.worker, t.attempt = states.RUNNING, ev.node, _proc(ev), attempt
     t.actor = ev.ids.get("actor") or t.actor
     if t.actor:
         a = m.actor(t.actor)
@@ -82,11 +88,13 @@ def _execute_task(m, ev):
                         attempt=t.attempt, actor=t.actor))
 
 
-def _close_spans(m, ev, status, task=None, proc=None) -> None:
+def _close_spans(m, ev, status, task=None, proc=None, attempt=None) -> None:
+    """End the open spans of ``task`` / on ``proc``; those of an older attempt died."""
     for s in m.spans:
         if s.end is None and (task is None or s.task == task) and \
                 (proc is None or s.proc == proc):
-            s.end, s.t1, s.status = m.step_count, ev.time, status
+            stale = attempt is not None and s.attempt != attempt
+            s.end, s.t1, s.status = m.step_count, ev.time, "died" if stale else status
 
 
 def _is_creation(task_id: str) -> bool:
@@ -105,7 +113,7 @@ def _task_finished(m, ev):
     t = m.task(ev.ids["task"])
     status = ev.detail.get("status", states.FINISHED)
     t.state, t.name = status, ev.detail.get("name", t.name)
-    _close_spans(m, ev, status, task=t.task_id)
+    _close_spans(m, ev, status, task=t.task_id, attempt=t.attempt)
     kinds = ev.detail.get("returns", [])
     for i, oid in enumerate(t.returns):
         kind = kinds[i] if i < len(kinds) else ""
@@ -278,6 +286,8 @@ def _worker_died(m, ev):
         (lab for w, lab in m.workers.items() if wid and w.startswith(wid)), "")
     if label:
         _close_spans(m, ev, "died", proc=label)
+        if label not in m.dead_workers:
+            m.dead_workers.append(label)
 
 
 def _node_marked_dead(m, ev):
