@@ -20,3 +20,9 @@ __all__ = [
     "get_runtime_context", "get_gpu_ids", "timeline", "ObjectRef", "ObjectID", "TaskID",
     "JobID", "ActorID", "NodeID", "WorkerID", "exceptions", "trace", "stepper",
 ]
+
+
+def load_ipython_extension(ipython):
+    """``%load_ext raylab``: the %raylab and %%raylab magics."""
+    from raylab.jupyter.magics import load_ipython_extension as _load
+    _load(ipython)

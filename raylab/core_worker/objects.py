@@ -22,6 +22,7 @@ from raylab.core_worker.memory_store import ERROR, IN_PLASMA, VALUE, Waiter
 from raylab.core_worker.object_ref import ObjectRef
 from raylab.core_worker.serialization import deserialize, serialize
 from raylab.tracing.emit import TRACER, step
+from raylab.tracing.stepper import STEPPER
 from raylab.transport import ConnectionLost
 
 
@@ -140,7 +141,10 @@ class ObjectApi:
             return True
         blocked = cw.executor is not None and cw.executor.notify_blocked()
         try:
-            ok = waiter.wait(timeout)
+            if cw.executor is None and STEPPER.active:  # a driver waiting on a paused cluster
+                ok = STEPPER.wait_through_pauses(waiter, timeout)
+            else:
+                ok = waiter.wait(timeout)
         finally:
             if blocked:
                 cw.executor.notify_unblocked()

@@ -35,6 +35,7 @@ class Collector:
         self.cw = None
         self.uplinks: dict[int, object] = {}   # pid -> connection (for step releases)
         self.on_held = []                      # callbacks(event) when a process pauses
+        self.live = []                         # callbacks(events) for live views
         self.seen: dict[int, int] = {}         # pid -> highest sequence number received
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
@@ -80,12 +81,26 @@ class Collector:
             if ev.held:
                 for cb in held_cbs:
                     cb(ev)
+        for cb in list(self.live):
+            try:
+                cb(events)
+            except Exception:
+                pass
 
     def wait_for(self, marks: dict, timeout: float) -> bool:
         """Wait until every process's events up to ``marks[pid]`` have arrived."""
         with self._lock:
             return self._arrived.wait_for(
                 lambda: all(self.seen.get(pid, 0) >= seq for pid, seq in marks.items()), timeout)
+
+    def subscribe(self, callback) -> None:
+        """Call ``callback(events)`` with every batch as it arrives (on the io thread: keep
+        it quick and thread-safe). Tracing must also be on: see ``control.listen()``."""
+        self.live.append(callback)
+
+    def unsubscribe(self, callback) -> None:
+        if callback in self.live:
+            self.live.remove(callback)
 
     def add_recorder(self, r: Recorder) -> None:
         with self._lock:

@@ -35,6 +35,11 @@ class StepController:
         self._stepping = False
         self._breakpoints: list[dict] = []
         self.history: list[TraceEvent] = []   # every step that paused, in order
+        # What a blocking ray.get does when the cluster is paused (see wait_through_pauses):
+        # "advance" steps by itself every `pace` seconds; "wait" waits for someone else to
+        # step (another thread, a widget click); "error" fails at once saying how to step.
+        self.blocking_get = "advance"
+        self.pace = 0.5
         COLLECTOR.on_held.append(self._on_held)
 
     # -- switching -----------------------------------------------------------------
@@ -123,6 +128,35 @@ class StepController:
         self._release_all()
 
     resume = continue_
+
+    # -- a blocking ray.get while paused ------------------------------------------------
+    def wait_through_pauses(self, waiter, timeout: float | None) -> bool:
+        """Wait for ``waiter`` (a blocking get) while the cluster may be paused.
+
+        Nothing may hang silently: with ``blocking_get == "advance"`` the cluster moves
+        one step every ``pace`` seconds (so a plain script still finishes, at a pace you
+        can watch); with ``"error"`` a get that would wait on a paused cluster raises at
+        once, saying how to step; with ``"wait"`` someone else must step.
+        """
+        import time
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self.blocking_get == "error" and self._held:
+                raise RuntimeError(
+                    "ray.get would wait for a cluster paused in step mode. Step it with "
+                    "raylab.stepper.next() (or %raylab next, or the dashboard's Next button) "
+                    "from another cell or thread, use `await ref` instead of ray.get, or "
+                    "switch step mode off with raylab.stepper.off().")
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            piece = self.pace if left is None else min(self.pace, left)
+            if waiter.wait(piece):
+                return True
+            if self.blocking_get == "advance" and self._held:
+                self.next(timeout=0)
+            if not self.active:
+                return waiter.wait(left)
 
     # -- releasing ------------------------------------------------------------------
     def _release(self, ev: TraceEvent) -> None:
