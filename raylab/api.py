@@ -226,8 +226,15 @@ def method(**options):
 
 # -- objects --------------------------------------------------------------------
 def put(value, *, _owner=None) -> ObjectRef:
-    """Store ``value`` in the object store and return a ref to it (this process owns it)."""
-    return _core_worker_or_autoinit().objects.put(value)
+    """Store ``value`` in the object store and return a ref to it (this process owns it,
+    or the actor ``_owner``)."""
+    cw = _core_worker_or_autoinit()
+    if _owner is not None:
+        from raylab.actor import ActorHandle
+        if not isinstance(_owner, ActorHandle):
+            raise TypeError(f"_owner must be an actor handle, not {type(_owner).__name__}")
+        return cw.objects.put_for_owner(value, _owner)
+    return cw.objects.put(value)
 
 
 def get(object_refs, *, timeout: float | None = None):

@@ -339,6 +339,12 @@ class CoreWorkerHandler:
     def rpc_get_object_status(self, conn, oid):
         return self.cw.objects.object_status(oid)
 
+    def rpc_adopt_object(self, conn, oid, entry, node, contained):
+        return self.cw.objects.adopt(oid, entry, node, contained)
+
+    def rpc_recover_object(self, conn, oid, tried):
+        return self.cw.objects.recover_owned(oid, tried)
+
     def rpc_get_object_locations(self, conn, oid):
         return self.cw.objects.object_locations(oid)
 

@@ -47,6 +47,44 @@ class ObjectApi:
             data, buffers, contained = serialize(value)  # small: keep it in-band
         return self.put_serialized(data, buffers, contained, size)
 
+    def put_for_owner(self, value, owner_handle) -> ObjectRef:
+        """``ray.put(value, _owner=actor)``: store it here, but let the actor own it (its
+        lifetime and its directory entry follow that actor, not this process)."""
+        cw = self.cw
+        info = cw.rpc_sync(cw.gcs_for_user(), "get_actor_info", owner_handle._actor_id, True,
+                           None, timeout=30)
+        if info is None or info["state"] != "ALIVE":
+            raise ValueError(f"the _owner actor {owner_handle!r} is not alive")
+        owner = info["address"]
+        data, buffers, contained = serialize(value, oob=cw.plasma is not None)
+        size = len(data) + sum(memoryview(b).nbytes for b in buffers)
+        oid = cw.next_put_id()
+        if cw.plasma is not None and size >= cw.cfg.max_direct_call_object_size:
+            cw.plasma.put_serialized(oid, data, buffers, owner)
+            entry = (IN_PLASMA, size)
+        else:
+            if buffers:
+                data, _b, contained = serialize(value)
+            entry = (VALUE, data)
+        conn = cw.run_sync(cw.conn_to(owner), 30)
+        cw.rpc_sync(conn, "adopt_object", oid, entry, cw.node_id, contained, timeout=30)
+        TRACER.on and step("core_worker", "put", "put_object", object=oid.hex(), detail={
+            "size": size, "where": f"{cw.node_label}'s object store (owned by an actor)"})
+        return ObjectRef(oid, owner)
+
+    def adopt(self, oid: bytes, entry, node: bytes, contained) -> bool:
+        """Owner side of ``put(_owner=...)``: this process now owns an object made elsewhere."""
+        cw = self.cw
+        with cw.lock:
+            e = cw.refs.add_owned(oid, is_put=True)
+            if contained:
+                cw.refs.set_contains(oid, contained)
+            if entry[0] == IN_PLASMA:
+                e.size, e.primary_node = entry[1], node
+                e.locations.add(node)
+        cw.store.put(oid, entry)
+        return True
+
     def put_serialized(self, data, buffers, contained, size: int) -> ObjectRef:
         """Store an already-serialized value: in shared memory if large, else in-process."""
         cw = self.cw
@@ -111,16 +149,87 @@ class ObjectApi:
         return self._from_plasma(ref._id, ref._owner)
 
     def _from_plasma(self, oid: bytes, owner: str):
-        """Read a large object from this node's store (pulled here first if elsewhere)."""
+        """Read a large object from this node's store (pulled here first if elsewhere).
+        If every copy is gone, ask its owner to rebuild it from lineage, then read again."""
+        cw = self.cw
+        owner = owner or cw.address
+        e = cw.refs.entries.get(oid)
+        alive = cw.alive_nodes()
+        hints = sorted(n for n in e.locations if n in alive) if e is not None else []
+        for _attempt in range(64):
+            try:
+                return cw.plasma.get(oid, owner, hints)
+            except (exc.OwnerDiedError, exc.ObjectReconstructionFailedError):
+                raise
+            except exc.ObjectLostError:
+                hints = self._recover(oid, owner, hints)
+            except ConnectionLost as err:
+                raise exc.RaySystemError(f"lost the connection to this node's raylet: {err}")
+        raise exc.ObjectReconstructionFailedError(oid.hex(), owner)
+
+    def _recover(self, oid: bytes, owner: str, tried: list) -> list:
+        """Every copy we tried (``tried``; none means all the owner knew) failed: the owner
+        rebuilds the object (or says it cannot). Wait until it is ready again; returns where
+        its copies are now. A worker lends its CPU back meanwhile: the rebuild may need it."""
+        cw = self.cw
+        blocked = cw.executor is not None and cw.executor.notify_blocked()
+        try:
+            return self._recover_and_wait(oid, owner, tried)
+        finally:
+            if blocked:
+                cw.executor.notify_unblocked()
+
+    def _recover_and_wait(self, oid: bytes, owner: str, tried: list) -> list:
+        cw = self.cw
+        if owner == cw.address:
+            status = cw.run_sync(self._recover_owned_async(oid, tried), 30)
+            if isinstance(status, BaseException):
+                raise status
+            self._wait_for([oid], 1, None, "get")
+            e = cw.refs.entries.get(oid)
+            return sorted(e.locations) if e is not None else []
+        try:
+            conn = cw.run_sync(cw.conn_to(owner), 30)
+            status = cw.rpc_sync(conn, "recover_object", oid, tried, timeout=30)
+            if isinstance(status, BaseException):
+                raise status
+            kind, payload = cw.rpc_sync(conn, "get_object_status", oid)  # waits until ready
+        except (ConnectionLost, OSError):
+            raise exc.OwnerDiedError(oid.hex(), owner) from None
+        if kind == ERROR:
+            raise payload
+        locations = list(payload[1]) if kind == IN_PLASMA else []
+        with cw.lock:  # our copy of its status was stale
+            e = cw.refs.entries.get(oid)
+            if e is not None:
+                e.locations = set(locations)
+        return locations
+
+    async def _recover_owned_async(self, oid: bytes, tried: list):
+        return self.recover_owned(oid, tried)
+
+    def recover_owned(self, oid: bytes, tried: list):
+        """io thread, owner side: is there still a copy? If not, re-run the task that made
+        it (lineage reconstruction); a put cannot be rebuilt. Returns a status or an error."""
         cw = self.cw
         e = cw.refs.entries.get(oid)
-        hints = sorted(e.locations) if e is not None else []
-        try:
-            return cw.plasma.get(oid, owner or cw.address, hints)
-        except exc.RayError:
-            raise
-        except ConnectionLost as err:
-            raise exc.RaySystemError(f"lost the connection to this node's raylet: {err}")
+        if e is None or not e.owned:
+            return exc.ReferenceCountingAssertionError(oid.hex())
+        e.locations &= cw.alive_nodes()
+        e.locations -= set(tried) if tried else set(e.locations)  # those copies failed
+        if e.locations and not e.value_freed:
+            return "exists"   # another live copy: read that one
+        if e.pending:
+            return "recovering"
+        spec = e.lineage
+        if spec is None or e.is_put:
+            err = exc.ObjectLostError(oid.hex(), cw.address, message=(
+                f"Failed to retrieve object {oid.hex()}: all its copies are lost, and it "
+                "was created by ray.put, which cannot be reconstructed (only task outputs "
+                "can be rebuilt from lineage)."))
+            cw.store.put(oid, (ERROR, err))
+            return err
+        return cw.task_manager.reconstruct(spec, oid)
 
     def get_by_ids(self, pairs: list) -> list:
         """Values of (object id, owner) arguments a task received by reference."""
@@ -373,7 +482,10 @@ class ObjectApi:
             cw.store.put(oid, (ERROR, exc.OwnerDiedError(oid.hex(), address)))
 
     def on_node_dead(self, node_id: bytes) -> None:
-        pass
+        """Copies on a dead node are gone; objects left with none are rebuilt on demand."""
+        with self.cw.lock:
+            for e in self.cw.refs.entries.values():
+                e.locations.discard(node_id)
 
 
 def now() -> float:

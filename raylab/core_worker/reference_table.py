@@ -30,7 +30,7 @@ RELEASED = "released"    # a borrowed ref is gone here: tell the owner
 class RefEntry:
     __slots__ = ("owner", "owned", "local", "submitted", "borrowers", "contained_in",
                  "contains", "lineage", "locations", "size", "is_put", "release_waiters",
-                 "primary_node", "spilled", "pending")
+                 "primary_node", "spilled", "pending", "lineage_refs", "value_freed")
 
     def __init__(self, owner: str, owned: bool):
         self.owner = owner
@@ -48,6 +48,8 @@ class RefEntry:
         self.primary_node = None          # node holding the pinned primary copy
         self.spilled = False
         self.pending = owned              # task not finished yet (owned task returns)
+        self.lineage_refs = 0             # specs kept as lineage that take it as an argument
+        self.value_freed = False          # out of scope, value gone, kept for its lineage
 
     def in_scope(self) -> bool:
         return bool(self.local or self.submitted or self.borrowers or self.contained_in)
@@ -138,13 +140,39 @@ class ReferenceTable:
     def _check(self, oid: bytes, e: RefEntry, out: list) -> None:
         if e.in_scope():
             return
+        if e.lineage_refs > 0 and e.owned:
+            # a task kept as lineage needs this object as an argument: if it is a task's
+            # output, free its value but keep the entry (its own lineage rebuilds it);
+            # a put cannot be rebuilt, so it stays whole
+            if e.lineage is not None and not e.value_freed:
+                e.value_freed = True
+                out.append((FREE, oid, e))
+            return
         del self.entries[oid]
-        out.append((FREE if e.owned else RELEASED, oid, e))
+        if not e.value_freed:
+            out.append((FREE if e.owned else RELEASED, oid, e))
         for inner, _owner in e.contains:  # the refs inside it lose one holder
             ie = self.entries.get(inner)
             if ie is not None:
                 ie.contained_in.discard(oid)
                 self._check(inner, ie, out)
+        spec = e.lineage
+        if spec is not None and not any(r in self.entries for r in spec.return_ids()):
+            self.remove_lineage(lineage_args(spec), out)  # its last output is gone
+
+    # -- lineage: keep the specs that can rebuild lost objects -----------------------------
+    def add_lineage(self, oids) -> None:
+        for oid in oids:
+            e = self.entries.get(oid)
+            if e is not None:
+                e.lineage_refs += 1
+
+    def remove_lineage(self, oids, out: list) -> None:
+        for oid in oids:
+            e = self.entries.get(oid)
+            if e is not None:
+                e.lineage_refs = max(0, e.lineage_refs - 1)
+                self._check(oid, e, out)
 
     # -- queries ----------------------------------------------------------
     def get(self, oid: bytes) -> RefEntry | None:
@@ -156,3 +184,8 @@ class ReferenceTable:
 
     def num_objects(self) -> int:
         return len(self.entries)
+
+
+def lineage_args(spec) -> list:
+    """The arguments a kept spec would need again to re-run: those passed by reference."""
+    return [a[1] for a in spec.args if a[0] == 1]  # ARG_REF

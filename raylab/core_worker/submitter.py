@@ -96,8 +96,11 @@ class NormalTaskSubmitter:
 
         for oid in deps:
             e = self.cw.refs.entries.get(oid)
-            if e is not None and not e.owned and oid not in store.objects:
-                self.cw.objects.fetch(oid)
+            if e is not None and oid not in store.objects:
+                if not e.owned:
+                    self.cw.objects.fetch(oid)
+                elif e.value_freed and not e.pending:
+                    self.cw.objects.recover_owned(oid, [])  # kept only as lineage: rebuild it
             store.when_ready(oid, one_ready)
 
     def _resolved(self, spec) -> None:

@@ -14,6 +14,7 @@ import cloudpickle
 from raylab import exceptions as exc
 from raylab.core_worker.memory_store import ERROR, IN_PLASMA, VALUE
 from raylab.core_worker.object_ref import ObjectRef
+from raylab.core_worker.reference_table import lineage_args
 from raylab.core_worker.serialization import SerializationError, serialize
 from raylab.core_worker.task_spec import ARG_REF, ARG_VALUE, NORMAL_TASK, TaskSpec
 from raylab.states import FAILED, FINISHED
@@ -127,6 +128,11 @@ class TaskManager:
                         e.size = payload[0]
                         e.locations.add(payload[1])
                         e.primary_node = payload[1]
+            if status == "ok" and not spec._pinned and spec.kind == NORMAL_TASK:
+                # keep this spec as the lineage of its outputs: its by-ref arguments stay
+                # known (if lost, they can be rebuilt in turn)
+                spec._pinned = True
+                cw.refs.add_lineage(lineage_args(spec))
             cw.refs.remove_submitted(self.held_args.pop(spec.task_id, ()), out)
         for oid, (kind, payload, _contained) in zip(spec.return_ids(), returns):
             if kind == ERROR:
@@ -135,6 +141,36 @@ class TaskManager:
         cw.submitter.task_done(spec.task_id, status != "ok")
         if out:
             cw.release(out)
+
+    def reconstruct(self, spec, lost: bytes):
+        """Lineage reconstruction: run ``spec`` again to rebuild its lost output ``lost``.
+        It counts against the task's max_retries."""
+        cw = self.cw
+        if spec.max_retries != -1 and spec.attempt >= spec.max_retries:
+            err = exc.ObjectReconstructionFailedMaxAttemptsExceededError(
+                lost.hex(), cw.address, message=(
+                    f"Failed to retrieve object {lost.hex()}: it was lost and rebuilding it "
+                    f"would re-run {spec.name} beyond its max_retries={spec.max_retries}."))
+            for oid in spec.return_ids():
+                cw.store.put(oid, (ERROR, err))
+            return err
+        spec.attempt += 1
+        TRACER.on and step("core_worker", "failure", "reconstruct_object", object=lost.hex(),
+                           task=spec.task_id.hex(),
+                           detail={"name": spec.name, "attempt": spec.attempt})
+        held = lineage_args(spec)
+        with cw.lock:
+            for oid in spec.return_ids():
+                cw.store.delete(oid)
+                e = cw.refs.entries.get(oid)
+                if e is not None:
+                    e.pending = True
+                    e.locations.clear()
+                    e.value_freed = False
+            cw.refs.add_submitted(held)
+        self.held_args[spec.task_id] = held
+        cw.submitter.submit(spec)
+        return "recovering"
 
     def fail_task(self, spec, error) -> None:
         cw = self.cw

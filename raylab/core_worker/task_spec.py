@@ -32,7 +32,7 @@ class TaskSpec:
         "retry_exceptions", "runtime_env", "owner_address", "owner_worker_id",
         "parent_task_id", "depth", "actor_id", "actor_counter", "actor_options", "attempt",
         "method_name", "concurrency_group", "trace_parent", "submitter_address",
-        "_returns", "_key",  # caches, not sent
+        "_returns", "_key", "_pinned",  # owner-side only, not sent
     )
 
     def __init__(self, task_id: bytes, job_id: bytes, kind: int, function_id: bytes, name: str,
@@ -71,6 +71,7 @@ class TaskSpec:
         self.submitter_address = submitter_address
         self._returns = None
         self._key = None
+        self._pinned = False   # its by-ref arguments are pinned as lineage
 
     def __reduce__(self):
         state = _wire_fields(self)
@@ -107,7 +108,7 @@ class TaskSpec:
         return f"TaskSpec({self.name}, {self.task_id.hex()[:8]}, attempt={self.attempt})"
 
 
-_WIRE = TaskSpec.__slots__[:-2]
+_WIRE = TaskSpec.__slots__[:-3]
 _wire_fields = operator.attrgetter(*_WIRE)
 _RETRY_EXC = _WIRE.index("retry_exceptions")
 

@@ -81,6 +81,11 @@ NARRATIVES = {
     "node_marked_dead": "GCS marks {label} DEAD ({cause}) and broadcasts the death",
     "worker_died": "{who} notices that a worker died",
     "retry_task": "{who} retries {name} (attempt {attempt}: {why})",
+    "reconstruct_object": "{who} (the owner) re-executes {name} from its lineage to rebuild "
+                          "the lost {object} (attempt {attempt})",
+    "kill_node": "chaos: {label} is killed (its raylet, object store and workers)",
+    "kill_worker": "chaos: worker {label} is killed",
+    "kill_actor_process": "chaos: an actor's process is killed",
     "resource_view_broadcast": "GCS broadcasts the cluster resource view to every raylet",
 }
 

@@ -25,6 +25,7 @@ import cloudpickle
 
 from raylab import exceptions as exc
 from raylab.core_worker.memory_store import ERROR, IN_PLASMA, VALUE
+from raylab.core_worker.object_ref import ObjectRef
 from raylab.core_worker.serialization import deserialize, serialize
 from raylab.core_worker.task_spec import ACTOR_CREATION_TASK, ACTOR_TASK, ARG_REF
 from raylab.tracing.emit import TRACER, checkpoint, step
@@ -43,6 +44,7 @@ class TaskExecutor:
         self.exiting = False
         self.cancelled: set = set()
         self.actor = None            # the ActorRuntime, once this worker becomes an actor
+        self._holds: dict = {}       # task id -> refs it returns, kept until handed over
 
     # -- io thread ---------------------------------------------------------------
     def push(self, conn, spec):
@@ -149,11 +151,14 @@ class TaskExecutor:
                     await conn.call("add_borrower", oid, spec.owner_address)
                 except OSError:
                     pass
+        self._holds.pop(spec.task_id, None)
         if not fut.done():
             fut.set_result((result[0], result[1]))
 
     def execute(self, spec):
         """Run one task on this thread; returns (status, returns, refs returned inside)."""
+        if threading.get_ident() == self.main_ident:
+            self.current = spec  # already while its arguments are fetched (may block)
         if spec.kind == ACTOR_CREATION_TASK:
             return self.create_actor(spec)
         if spec.kind == ACTOR_TASK:
@@ -206,6 +211,8 @@ class TaskExecutor:
             returns, contained = self.package_returns(spec, value)
         except Exception as e:
             return self._error_reply(spec, self._task_error(spec, e))
+        if contained:  # hold the refs we return until the caller is registered with owners
+            self._holds[spec.task_id] = [ObjectRef(oid, owner) for oid, owner in contained]
         hold = TRACER.on and checkpoint(
             "worker", "task", "task_returned", task=spec.task_id.hex(),
             actor=spec.actor_id.hex() if spec.actor_id else None,
