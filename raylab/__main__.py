@@ -1,4 +1,8 @@
-"""``python -m raylab demo [NAME]``: run a lecture demo in the terminal."""
+"""``python -m raylab demo [NAME] [--step]``: the lecture's scenarios, run for real.
+
+With no name, lists the demos. ``--step`` pauses the cluster at every step and
+lets one happen per press of Enter.
+"""
 from __future__ import annotations
 
 import argparse
@@ -6,21 +10,33 @@ import importlib
 import sys
 
 DEMOS = {
-    "task": "the lifecycle of a remote task across two nodes (add(a, b))",
+    "task": "the lifecycle of a remote task across two nodes: add(a, b), a on N1, b on N2",
+    "get": "ray.get of an object produced on another node (fetch and replicate)",
     "actor": "actor creation through the GCS, then a method call (the Counter example)",
+    "lineage": "kill a node mid-run and watch lost objects rebuilt from lineage",
+    "compare": "the same program under the lecture's centralized control plane and Ray 2's",
 }
+
+
+def list_demos(out=print) -> None:
+    out("raylab demos (python -m raylab demo NAME [--step]):")
+    for name, what in DEMOS.items():
+        out(f"  {name:<8} {what}")
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="raylab", description="raylab: a Ray Core you can watch")
     sub = p.add_subparsers(dest="command")
     d = sub.add_parser("demo", help="run a lecture demo")
-    d.add_argument("name", nargs="?", default="task", choices=sorted(DEMOS))
+    d.add_argument("name", nargs="?", choices=sorted(DEMOS), help="which demo (none: list)")
     d.add_argument("--step", action="store_true", help="advance step by step with Enter")
     args = p.parse_args(argv)
     if args.command != "demo":
         p.print_help()
         return 2
+    if args.name is None:
+        list_demos()
+        return 0
     module = importlib.import_module(f"raylab.demo.{args.name}")
     module.run(step=args.step)
     return 0

@@ -29,6 +29,7 @@ def kill_node(node) -> str:
                        detail={"label": n.label, "text": f"chaos: {n.label} is killed "
                                                          "(raylet, object store, workers)"})
     cluster.kill_node(n)
+    _note("kill_node", n.label)
     return n.label
 
 
@@ -45,6 +46,7 @@ def kill_worker(worker: str | int) -> int:
                                                    + (f" while running {w.running}"
                                                       if w.running else "")})
                 _kill(w.pid)
+                _note("kill_worker", w.label)
                 return w.pid
     known = [w.label for n in snap.nodes for w in n.workers]
     raise ValueError(f"no live worker {worker!r}; workers are {known}")
@@ -60,6 +62,7 @@ def kill_actor_process(handle) -> int:
     TRACER.on and step("driver", "failure", "kill_actor_process", actor=handle._actor_id.hex(),
                        detail={"text": f"chaos: {info['class_name']}'s process is killed"})
     _kill(info["pid"])
+    _note("kill_actor_process", info["class_name"])
     return info["pid"]
 
 
@@ -68,6 +71,26 @@ def add_node(num_cpus=None, num_gpus=None, resources=None, object_store_memory=N
     from raylab.cluster_utils import Cluster
     return Cluster().add_node(num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
                               object_store_memory=object_store_memory).label
+
+
+def _note(kind: str, target: str) -> None:
+    """Tell the GCS and every raylet that we just broke something. It changes nothing
+    there; it carries our Lamport clock, so whoever notices the failure afterwards is
+    traced *after* the kill, as it really happened."""
+    if not TRACER.on:
+        return
+    cw = current.CORE_WORKER
+
+    async def send():
+        cw.gcs.send("chaos_note", kind, target)
+        for nid in cw.alive_nodes():
+            address = cw.raylet_address_of(nid)
+            try:
+                conn = await cw.conn_to(address)
+                conn.send("chaos_note", kind, target)
+            except OSError:
+                pass
+    cw.run_sync(send(), 10)
 
 
 def _kill(pid: int) -> None:

@@ -74,6 +74,7 @@ class CoreWorker:
         self._connecting: dict[str, asyncio.Future] = {}
         self.nodes: dict[bytes, dict] = {}
         self.node_labels: dict[bytes, str] = {}
+        self.unreachable: set = set()  # nodes whose raylet refused us (dying, not yet DEAD)
         self.gcs = None
         self.raylet = None
         self.server = None
@@ -225,7 +226,7 @@ class CoreWorker:
 
     def raylet_address_of(self, node_id: bytes) -> str | None:
         n = self.nodes.get(node_id)
-        if n is None or not n["Alive"]:
+        if n is None or not n["Alive"] or node_id in self.unreachable:
             return None
         return n["RayletSocketName"]
 
@@ -235,7 +236,7 @@ class CoreWorker:
         return self.node_labels.get(node_id, node_id.hex()[:6])
 
     def alive_nodes(self) -> set:
-        return {nid for nid, n in self.nodes.items() if n["Alive"]}
+        return {nid for nid, n in self.nodes.items() if n["Alive"]} - self.unreachable
 
     def export(self, function_id: bytes, name: str, blob: bytes) -> None:
         """Put a remote function into the GCS function table (Step 0), without waiting

@@ -231,10 +231,17 @@ class NormalTaskSubmitter:
                                       "resources": spec.resources, "name": spec.name})
             if hold:
                 await hold
-            conn = await cw.conn_to(address)
-            reply = await conn.call("request_worker_lease", spec.resources,
-                                    spec.placement_resources, spec.strategy, spilled,
-                                    cw.address, spec.task_id, spec.name, spec.actor_id)
+            deps = [(a[1], a[2]) for a in spec.args if a[0] == ARG_REF]
+            try:
+                conn = await cw.conn_to(address)
+                reply = await conn.call("request_worker_lease", spec.resources,
+                                        spec.placement_resources, self._strategy(spec), spilled,
+                                        cw.address, spec.task_id, spec.name, spec.actor_id,
+                                        deps)
+            except OSError:
+                if node_id is not None and node_id != cw.node_id:
+                    cw.unreachable.add(node_id)  # its raylet is gone: treat the node as dead
+                raise
             kind = reply[0]
             if kind == "granted":
                 _, lease_id, worker_id, waddr, wnode, pid = reply
@@ -250,6 +257,13 @@ class NormalTaskSubmitter:
             if kind == "cancelled":
                 return None
         raise exc.RaySystemError("lease request bounced between raylets too many times")
+
+    def _strategy(self, spec) -> tuple:
+        """A soft affinity to a node we found unreachable (dying) no longer binds."""
+        st = spec.strategy
+        if st[0] == "NODE_AFFINITY" and st[2] and st[1] in self.cw.unreachable:
+            return ("DEFAULT",)
+        return st
 
     def _push(self, lw: LeasedWorker, spec) -> None:
         tid = spec.task_id

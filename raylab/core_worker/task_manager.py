@@ -109,8 +109,11 @@ class TaskManager:
         hold = TRACER.on and checkpoint(
             "core_worker", "task", "task_finished", task=spec.task_id.hex(),
             node=node_id.hex() if node_id else None,
+            object=spec.return_ids()[0].hex() if spec.num_returns else None,
             detail={"name": spec.name, "status": FINISHED if status == "ok" else FAILED,
-                    "returns": [("inline", "error", "store")[r[0]] for r in returns]})
+                    "returns": [("inline", "error", "store")[r[0]] for r in returns],
+                    "where": cw.label_of(node_id) if returns and returns[0][0] == IN_PLASMA
+                    else None})
         cw.submitter.after(hold, self._store_returns, spec, status, returns)
 
     def _store_returns(self, spec, status, returns) -> None:

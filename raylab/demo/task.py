@@ -1,27 +1,59 @@
-"""Demo: the lifecycle of a remote task across two nodes (the lecture's add(a, b))."""
+"""Demo: the lifecycle of a remote task across two nodes (the lecture's ``add(a, b)``).
+
+Object ``a`` is put by the driver on N1; ``b`` is made by a task on N2 (both
+large, so they live in their nodes' object stores). Then ``add.remote(a, b)``:
+the function is registered (Step 0), the owner asks for a lease where most of
+the arguments are (N2, Steps 1-4), N2's raylet checks its store, fetches ``a``
+from N1 and replicates it (Steps 5-7), and N2's worker runs ``add`` (Steps 8-9).
+"""
 from __future__ import annotations
 
+import numpy as np
+
 import raylab as ray
+from raylab.demo import runner
 from raylab.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+MB = 1 << 20
 
-def run(step: bool = False, out=print) -> str:
-    ray.init(num_nodes=2, num_cpus=2)
+
+@ray.remote
+def make_b():
+    return np.full(3 * MB, 2, dtype=np.uint8)
+
+
+@ray.remote
+def add(a, b):
+    return np.concatenate([a, b])
+
+
+def setup():
+    """a on N1 (ray.put by the driver), b on N2 (the output of a task there)."""
+    a = ray.put(np.full(2 * MB, 1, dtype=np.uint8))
+    b = make_b.options(scheduling_strategy=NodeAffinitySchedulingStrategy(
+        runner.node_id("N2"), soft=False)).remote()
+    ray.wait([b])
+    return a, b
+
+
+def scenario(a, b):
+    """The traced part: ``ref_c = add.remote(a, b); c = ray.get(ref_c)``."""
+    ref_c = add.remote(a, b)
+    c = ray.get(ref_c)
+    return ref_c, c
+
+
+def run(step: bool = False, out=None) -> str:
+    runner.fresh_cluster()
     try:
-        n2 = next(n["NodeID"] for n in ray.nodes() if n["NodeName"] == "N2")
-
-        @ray.remote
-        def add(a, b):
-            return a + b
-
-        a = ray.put(1)
+        a, b = setup()
+        if step:
+            runner.step_through(lambda: scenario(a, b), "A remote task: add(a, b)", out)
+            return ""
         with ray.trace() as t:
-            ref_c = add.options(
-                scheduling_strategy=NodeAffinitySchedulingStrategy(n2, soft=False)).remote(a, 2)
-            c = ray.get(ref_c)
-        out(f"add(a, b) = {c}, computed on N2; the steps, in the order they happened:")
-        text = t.text(flow="task")
-        out(text)
-        return text
+            _ref_c, c = scenario(a, b)
+        assert int(c.sum()) == 2 * MB + 3 * 2 * MB
+        return runner.show(t, "A remote task: add(a, b) with a on N1 and b on N2", out,
+                           flow=["task", "object"])
     finally:
         ray.shutdown()

@@ -183,6 +183,9 @@ class GcsHandler:
             self.gcs.pubsub.subscribe(ch, conn)
         return True
 
+    def rpc_chaos_note(self, conn, kind, target):
+        pass  # it only carries the injector's clock (see raylab.chaos)
+
     def rpc_report_worker_failure(self, conn, address):
         """A raylet saw one of its workers die: everyone learns that its objects are gone."""
         self.gcs.pubsub.publish("worker", "worker_failure", (address,))

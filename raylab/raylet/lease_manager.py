@@ -21,7 +21,7 @@ Sans-IO: methods return effects (``Reply`` to a pending request, ``Trace``,
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from raylab.effects import Call, Reply, Send, Trace
 from raylab.raylet.worker_pool import ACTOR, LEASED, WorkerInfo, WorkerPool
@@ -40,6 +40,9 @@ class LeaseRequest:
     task_id: bytes
     name: str
     actor_id: bytes | None = None
+    deps: list = field(default_factory=list)   # (object id, owner) passed by reference
+    missing: int = 0                           # how many of them are not on this node yet
+    fetching: bool = False
 
 
 @dataclass
@@ -117,7 +120,26 @@ class LeaseManager:
                 out.append(Reply(req.key, ("spillback", d.node, address, d.reason)))
                 return out
         self.queue.append(req)
-        return out + self.dispatch()
+        return out + self.check_args(req) + self.dispatch()
+
+    def check_args(self, req: LeaseRequest) -> list:
+        """The lecture's Step 5: does this node's object store hold the task's arguments?
+        Missing ones are fetched before the lease is granted (Steps 6-7)."""
+        if not req.deps:
+            return []
+        out = [Trace("raylet", "task", "check_local_args",
+                     {"task": req.task_id.hex(), "node": self.node_id.hex()},
+                     {"name": req.name, "missing": req.missing, "args": len(req.deps)})]
+        if req.missing and not req.fetching:
+            req.fetching = True
+            out.append(Call("fetch_args", (req.key, req.deps)))
+        return out
+
+    def args_ready(self, key: int) -> list:
+        for req in self.queue:
+            if req.key == key:
+                req.missing = 0
+        return self.dispatch()
 
     # -- grant leases while resources and workers allow ---------------------------------
     def dispatch(self) -> list:
@@ -125,7 +147,8 @@ class LeaseManager:
         waiting = 0
         still: list = []
         for req in self.queue:
-            if not fits(req.placement, self.available) or not fits(req.resources, self.available):
+            if req.missing or not fits(req.placement, self.available) or \
+                    not fits(req.resources, self.available):
                 still.append(req)
                 continue
             w = self.pool.pop_idle()

@@ -79,6 +79,21 @@ class Raylet:
         if effects:
             self.loop.create_task(self.run(effects))
 
+    def do_fetch_args(self, key: int, deps: list) -> None:
+        """Before granting a lease, bring the task's arguments to this node (in parallel,
+        one transfer per object however many tasks want it)."""
+        async def fetch(oid, owner):
+            try:
+                await self.objects.pull(oid, owner, [])
+            except Exception:
+                pass  # a lost argument is the worker's to recover, through its owner
+
+        async def all_args():
+            await asyncio.gather(*(fetch(oid, owner) for oid, owner in deps))
+            await self.run(self.leases.args_ready(key))
+
+        self.loop.create_task(all_args())
+
     def do_start_worker(self, counter: int) -> None:
         os.write(self.zygote_fd, b"%d\n" % counter)
 
@@ -181,14 +196,16 @@ class RayletHandler:
 
     # -- owners ask for workers ----------------------------------------------------------
     async def rpc_request_worker_lease(self, conn, resources, placement, strategy, spilled,
-                                       owner, task_id, name, actor_id):
+                                       owner, task_id, name, actor_id, deps=()):
         r = self.r
         self.owner = owner
         key = r.new_key()
         fut = r.loop.create_future()
         r.pending[key] = (fut, conn)
+        missing = [(oid, o) for oid, o in deps if oid not in r.objects.core.objects]
         req = LeaseRequest(key, resources, placement if placement is not None else resources,
-                           strategy, spilled, owner, task_id, name, actor_id)
+                           strategy, spilled, owner, task_id, name, actor_id,
+                           deps=list(deps), missing=len(missing) if deps else 0)
         await r.run(r.leases.request(req))
         return await fut
 
@@ -230,6 +247,13 @@ class RayletHandler:
 
     def rpc_node_dead(self, conn, node_id, label, cause):
         self.r.run_soon(self.r.leases.node_dead(node_id))
+
+    def rpc_chaos_note(self, conn, kind, target):
+        pass  # it only carries the injector's clock (see raylab.chaos)
+
+    def rpc_worker_failure(self, conn, address):
+        """The GCS says a worker died somewhere: objects it owned are gone for good."""
+        self.r.objects.owner_died(address)
 
     async def rpc_trace_config(self, conn, on, rules, collector):
         await self.r.set_trace_config(on, rules, collector)

@@ -23,12 +23,18 @@ NARRATIVES = {
     "request_lease": "{who} asks {raylet}'s raylet for a worker lease to run {name} ({why})",
     "schedule_decision": "{who} scheduler picks {to} for {name}: {why}",
     "spillback": "{who} says: spill back, try {to} ({why})",
+    "check_local_args": "{who} checks whether its local object store holds {name}'s "
+                        "arguments: {missing} of {args} must be fetched",
     "lease_granted": "{who} grants a lease on worker {worker_label} for {name}",
     "push_task": "{who} pushes {name} straight to the leased worker on {to}",
     "execute_task": "{who} executes {name}()",
     "task_returned": "{who} finishes {name} and replies to the owner with the return value "
-                     "({returns})",
+                     "inline",
+    "task_returned_store": "{who} finishes {name}; its result is in {node}'s object store, "
+                           "and the reply tells the owner where",
     "task_finished": "{who} (the owner) stores {name}'s result; anyone waiting in ray.get wakes",
+    "task_finished_store": "{who} (the owner) records that {name}'s result {object} is in "
+                           "{where}'s object store; anyone waiting in ray.get wakes",
     "task_failed": "{who} records that {name} failed ({error})",
     "return_worker": "{who} returns the leased worker to its raylet",
     "lease_returned": "{who} takes the worker back into its pool",
@@ -107,6 +113,15 @@ def who(ev: TraceEvent) -> str:
     return f"{ev.node}'s {name}" if ev.node else name
 
 
+def _variant(ev: TraceEvent) -> str:
+    """Some steps read differently by case (a result inline, or in an object store)."""
+    if ev.step == "task_finished" and ev.detail.get("where"):
+        return "task_finished_store"
+    if ev.step == "task_returned" and "store" in (ev.detail.get("returns") or ()):
+        return "task_returned_store"
+    return ev.step
+
+
 def _short(kind: str, hex_id):
     """Object ids as <creating task>#<index> (sibling returns share their first 8 hex
     characters); other ids as their first 8 hex characters."""
@@ -133,7 +148,7 @@ class _Fields(dict):
 
 
 def narrate(ev: TraceEvent) -> str:
-    template = ev.detail.get("text") or NARRATIVES.get(ev.step)
+    template = ev.detail.get("text") or NARRATIVES.get(_variant(ev))
     if template is None:
         return f"{who(ev)}: {ev.step.replace('_', ' ')}"
     fields = _Fields()

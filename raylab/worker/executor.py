@@ -216,6 +216,7 @@ class TaskExecutor:
         hold = TRACER.on and checkpoint(
             "worker", "task", "task_returned", task=spec.task_id.hex(),
             actor=spec.actor_id.hex() if spec.actor_id else None,
+            object=spec.return_ids()[0].hex() if spec.num_returns else None,
             detail={"name": spec.name, "returns": [("inline", "error", "store")[r[0]]
                                                    for r in returns]})
         if hold:
