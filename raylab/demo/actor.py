@@ -36,11 +36,11 @@ def run(step: bool = False, out=print) -> str:
     try:
         t, calls, counter = scenario()
         out("Actor creation (the lecture's Steps 1-3): Counter is placed on N2")
-        text = t.text()
+        text = t.text(flow=["actor", "task"])
         out(text)
         out("")
         out("Actor task execution: counter.increment.remote() from the driver on N1")
-        calls_text = calls.text()
+        calls_text = calls.text(flow=["actor", "task"])
         out(calls_text)
         text += "\n" + calls_text
         out(f"counter.counts() = {ray.get(counter.counts.remote())}")
