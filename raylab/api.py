@@ -51,9 +51,12 @@ def init(address: str | None = None, *, num_nodes: int = 1, num_cpus: float | No
          num_gpus: float | None = None, resources: dict | None = None,
          object_store_memory: int | None = None, namespace: str | None = None,
          ignore_reinit_error: bool = False, runtime_env: dict | None = None,
-         local_mode: bool = False, control_plane: str = "ownership",
+         local_mode: bool = False, control_plane: str | None = None,
          _system_config: dict | None = None, **kwargs) -> RayContext:
     """Start a local teaching cluster: a GCS, ``num_nodes`` raylets (N1 is the head) and workers.
+
+    ``control_plane="centralized"`` runs the lecture's design (a GCS object table and a
+    global scheduler) instead of Ray 2's (owners and raylet leases, the default).
 
     Each simulated node gets ``num_cpus`` CPUs (default: this machine's count),
     ``num_gpus`` GPUs, the custom ``resources`` and ``object_store_memory`` bytes
@@ -76,6 +79,8 @@ def init(address: str | None = None, *, num_nodes: int = 1, num_cpus: float | No
                                       "supported")
         if local_mode:
             raise NotImplementedError("local_mode is not supported (it is deprecated in Ray too)")
+        if control_plane is None:  # the test suite runs everything under both
+            control_plane = os.environ.get("RAYLAB_CONTROL_PLANE", "ownership")
         if control_plane not in CONTROL_PLANES:
             raise ValueError(f"invalid value for control_plane, expected one of "
                              f"{CONTROL_PLANES} (not {control_plane!r})")
@@ -88,7 +93,7 @@ def init(address: str | None = None, *, num_nodes: int = 1, num_cpus: float | No
                 or object_store_memory < 1024 * 1024:
             raise ValueError("object_store_memory must be an integer number of bytes >= 1 MiB, "
                              f"got {object_store_memory!r}")
-        cfg = Config.from_env(**(_system_config or {}))
+        cfg = Config.from_env(control_plane=control_plane, **(_system_config or {}))
         cluster = LocalCluster(cfg, control_plane)
         try:
             cw = _start(cluster, num_nodes, node_resources, object_store_memory, namespace)

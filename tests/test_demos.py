@@ -66,8 +66,6 @@ def test_task_demo_follows_the_lecture(cluster):
         ("store_object", "N2", "object_store"),
         ("task_returned", "N2", "worker"),
         ("task_finished", "N1", "driver"),
-        ("pull_object", "N1", "object_manager"),    # the driver's get fetches c
-        ("object_replicated", "N1", "object_manager"),
     ]
     check_golden("demo_task.txt", t.text(width=runner.WIDTH, flow=["task", "object"]))
 

@@ -79,6 +79,10 @@ class CoreWorker:
         self.raylet = None
         self.server = None
         self.ctx = TaskContext()
+        # The lecture's design keeps every object (not only large ones) in the node's
+        # object store, so the GCS object table can tell where it is.
+        self.lecture_mode = self.cfg.control_plane == "centralized"
+        self.store_threshold = 0 if self.lecture_mode else self.cfg.max_direct_call_object_size
         self.exported: set = set()
         self._deleted = collections.deque()
         self._delete_scheduled = False

@@ -43,7 +43,7 @@ class ObjectApi:
         plasma = cw.plasma
         data, buffers, contained = serialize(value, oob=plasma is not None)
         size = len(data) + sum(memoryview(b).nbytes for b in buffers)
-        if buffers and (plasma is None or size < cw.cfg.max_direct_call_object_size):
+        if buffers and (plasma is None or size < cw.store_threshold):
             data, buffers, contained = serialize(value)  # small: keep it in-band
         return self.put_serialized(data, buffers, contained, size)
 
@@ -59,7 +59,7 @@ class ObjectApi:
         data, buffers, contained = serialize(value, oob=cw.plasma is not None)
         size = len(data) + sum(memoryview(b).nbytes for b in buffers)
         oid = cw.next_put_id()
-        if cw.plasma is not None and size >= cw.cfg.max_direct_call_object_size:
+        if cw.plasma is not None and size >= cw.store_threshold:
             cw.plasma.put_serialized(oid, data, buffers, owner)
             entry = (IN_PLASMA, size)
         else:
@@ -94,7 +94,7 @@ class ObjectApi:
             e = cw.refs.add_owned(oid, is_put=True)
             if contained:
                 cw.refs.set_contains(oid, contained)
-        if plasma is not None and size >= cw.cfg.max_direct_call_object_size:
+        if plasma is not None and size >= cw.store_threshold:
             plasma.put_serialized(oid, data, buffers, cw.address)
             e.size, e.primary_node = size, cw.node_id
             e.locations.add(cw.node_id)
@@ -114,6 +114,10 @@ class ObjectApi:
         missing = [oid for oid in oids if oid not in objects]
         if TRACER.on:
             self._trace_get(oids, missing)
+        if missing and cw.lecture_mode:
+            for oid, ref in zip(oids, refs):
+                if oid in missing:  # the local object store asks the GCS (and waits there)
+                    cw.call_soon(self._lecture_fetch, oid, ref._owner)
         if missing:
             self._wait_for(missing, len(missing), timeout, "get")
         out = []
@@ -127,16 +131,31 @@ class ObjectApi:
                 step("core_worker", "get", "get_returned", object=oid.hex())
         return out
 
+    def _lecture_fetch(self, oid: bytes, owner: str) -> None:
+        """Lecture mode, io thread: have this node's object store fetch ``oid`` as soon as it
+        exists anywhere (it looks it up in the GCS object table, registering a callback)."""
+        async def pull():
+            try:
+                raylet = await self.cw.conn_to(self.cw.raylet_address)
+                await raylet.call("store_pull", oid, owner or self.cw.address, [])
+            except Exception:
+                pass  # the get itself reports failures, through the owner
+        self.cw.loop.create_task(pull())
+
     def _trace_get(self, oids, missing) -> None:
         """Step 1 of the lecture's ray.get: check the local store for each object."""
         for oid in oids[:4]:
             e = self.cw.refs.entries.get(oid)
             owner = "this process" if e is None or e.owned else "another process"
+            if oid not in missing:
+                then = "it is there"
+            elif self.cw.lecture_mode:
+                then = "not there yet; the local object store looks for it in the GCS"
+            else:
+                then = f"not there yet; the owner ({owner}) will tell where it is"
             step("core_worker", "get", "get_object", object=oid.hex(), detail={
                 "hit": oid not in missing, "owner": owner,
-                "text": "{who} checks its local object store for {object}: " + (
-                    "it is there" if oid not in missing else
-                    f"not there yet; the owner ({owner}) will tell where it is")})
+                "text": "{who} checks its local object store for {object}: " + then})
 
     def _value_of(self, ref, entry):
         kind, payload = entry

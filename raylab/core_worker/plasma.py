@@ -36,6 +36,8 @@ class PlasmaClient:
         """Write one object into this node's store as its primary copy; returns the node id."""
         layout = Layout.of(data, buffers)
         offset = self.conn.call("store_create", oid, layout.size, owner, True)
+        if offset is None:
+            return self.cw.node_id  # already stored here (a retried task made it before)
         try:
             self.store.write_layout(offset, layout)
         except BaseException:
@@ -88,6 +90,8 @@ class PlasmaClient:
         cw = self.cw
         TRACER.on and step("core_worker", "refcount", "delete_copies", 1, object=oid.hex(),
                            detail={"nodes": [cw.label_of(n) for n in locations]})
+        if cw.lecture_mode:  # the GCS object table knows every copy, replicas included
+            cw.loop.create_task(_gcs_free(cw, oid))
         for node in locations:
             address = cw.raylet_address_of(node)
             if address is None:
@@ -100,6 +104,14 @@ class PlasmaClient:
 
     def close(self) -> None:
         self.conn.close()
+
+
+async def _gcs_free(cw, oid: bytes) -> None:
+    try:
+        gcs = await cw.ensure_gcs()
+        gcs.send("object_table_free", oid)
+    except OSError:
+        pass
 
 
 async def _send_delete(cw, address: str, oid: bytes) -> None:

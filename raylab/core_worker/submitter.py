@@ -136,6 +136,8 @@ class NormalTaskSubmitter:
                 raise exc.TaskUnschedulableError(
                     f"Task {spec.name} has NodeAffinitySchedulingStrategy(soft=False) to node "
                     f"{target.hex()}, which is dead or unknown.")
+        if cw.cfg.control_plane == "centralized":  # the lecture: always the local scheduler
+            return cw.node_id, cw.raylet_address, "the local scheduler asks the global one"
         plasma_args = [a[1] for a in spec.args if a[0] == ARG_REF]
         if plasma_args:
             sizes, locs = {}, {}
@@ -249,7 +251,8 @@ class NormalTaskSubmitter:
             if kind == "spillback":
                 _, node_id, address, why = reply
                 spilled = True
-                TRACER.on and step("core_worker", "task", "spillback", task=spec.task_id.hex(),
+                TRACER.on and step("core_worker", "task", "follow_spillback",
+                                   task=spec.task_id.hex(),
                      node=node_id.hex(), detail={"to": cw.label_of(node_id), "why": why})
                 continue
             if kind == "unschedulable":

@@ -40,7 +40,11 @@ class GcsServer:
         self.pubsub = PubSub()
         self.actors = ActorScheduler(self)
         self.objects = ObjectTable()
-        self.control_plane = "ownership"
+        self.objects.run = self.run
+        self.objects._shell_run = lambda effects: self.loop.create_task(self.run(effects))
+        self.objects.send_to_node = lambda node, method, *args: self.apply(
+            Send(node, method, args))
+        self.control_plane = cfg.control_plane
         self.raylet_conns: dict[bytes, object] = {}
         self.trace_config = (False, None, None)  # on, pause rules, collector address
         self._traced_version = -1
@@ -145,6 +149,7 @@ class GcsHandler:
         g.view.add_node(node_id, label, resources)
         for ch in ("node", "resources", "trace", "worker"):
             g.pubsub.subscribe(ch, conn)
+        g.objects.labels[node_id] = label
         await g.run(g.nodes.register(NodeInfo(node_id, label, address, resources, pid, is_head)))
         g.broadcast_view()
         g.actors.on_node_added(node_id)
@@ -182,6 +187,33 @@ class GcsHandler:
         for ch in channels:
             self.gcs.pubsub.subscribe(ch, conn)
         return True
+
+    async def rpc_global_schedule(self, conn, placement, strategy, deps, origin, task_id, name):
+        """Lecture mode: a local scheduler asks where a task should run (Steps 2-4)."""
+        from raylab.effects import Trace
+        from raylab.gcs.global_scheduler import place
+        g = self.gcs
+        table = g.objects
+        effects = [Trace("gcs", "task", "global_schedule_request",
+                         {"task": task_id.hex(), "node": origin.hex()},
+                         {"name": name, "from": table.labels.get(origin, "?")})]
+        for oid in deps:
+            if table.locations.get(oid):
+                effects.append(Trace("gcs", "object", "object_table_lookup",
+                                     {"object": oid.hex(), "node": origin.hex()},
+                                     {"found": True, "at": table._where(oid),
+                                      "by": "the global scheduler"}))
+        view = sorted(g.view.nodes.values(), key=lambda n: n.node_id)
+        d = place(placement, deps, view, table.locations, table.sizes, table.labels, origin,
+                  g.cfg)
+        if d.node is not None:
+            effects.append(Trace("gcs", "task", "global_decision",
+                                 {"task": task_id.hex(), "node": d.node.hex()},
+                                 {"name": name, "to": table.labels.get(d.node, "?"),
+                                  "why": d.reason}))
+        await g.run(effects)
+        info = g.nodes.nodes.get(d.node) if d.node is not None else None
+        return (d.status, d.node, info.address if info is not None else None, d.reason)
 
     def rpc_chaos_note(self, conn, kind, target):
         pass  # it only carries the injector's clock (see raylab.chaos)

@@ -70,6 +70,7 @@ class LeaseManager:
         self.addresses: dict[bytes, str] = {}          # node id -> raylet address
         self._lease_counter = 0
         self._spread_cursor = 0
+        self.centralized = cfg.control_plane == "centralized"
 
     # -- the view the policy sees ---------------------------------------------------
     def view(self) -> list[NodeResources]:
@@ -90,7 +91,22 @@ class LeaseManager:
 
     # -- a lease request arrives --------------------------------------------------------
     def request(self, req: LeaseRequest) -> list:
-        d = self.decide(req)
+        if self.centralized and not req.spilled and req.actor_id is None and \
+                req.strategy[0] == "DEFAULT":
+            # the lecture's design: the local scheduler asks the global scheduler (Step 2)
+            return [Trace("raylet", "task", "forward_to_global_scheduler",
+                          {"task": req.task_id.hex(), "node": self.node_id.hex()},
+                          {"name": req.name}),
+                    Call("global_schedule", (req,))]
+        return self.placed(req, self.decide(req))
+
+    def placed_globally(self, req: LeaseRequest, status: str, node, address, reason) -> list:
+        """The global scheduler answered: run here, or send the owner to that node."""
+        if node is not None and address is not None:
+            self.addresses.setdefault(node, address)
+        return self.placed(req, policies.Decision(status, node, reason), by_gcs=True)
+
+    def placed(self, req: LeaseRequest, d: policies.Decision, by_gcs: bool = False) -> list:
         ids = {"task": req.task_id.hex(), "node": self.node_id.hex()}
         if req.spilled and d.status != policies.UNSCHEDULABLE and \
                 fits(req.placement, self.total) and d.node != self.node_id:
@@ -106,7 +122,8 @@ class LeaseManager:
                     Reply(req.key, ("unschedulable", d.reason))]
         out = [Trace("raylet", "task", "schedule_decision", ids,
                      {"why": d.reason, "to": self._label_of(d.node), "name": req.name,
-                      "candidates": d.candidates, "policy": req.strategy[0]})]
+                      "candidates": d.candidates, "policy": req.strategy[0],
+                      "global": by_gcs})]
         if d.node != self.node_id:
             address = self.addresses.get(d.node)
             if address is not None:
@@ -116,7 +133,8 @@ class LeaseManager:
                 if other is not None:
                     other.available = subtract(other.available, req.placement)
                 out.append(Trace("raylet", "task", "spillback", ids,
-                                 {"to": self._label_of(d.node), "why": d.reason}))
+                                 {"to": self._label_of(d.node), "why": d.reason,
+                                  "name": req.name, "global": by_gcs}))
                 out.append(Reply(req.key, ("spillback", d.node, address, d.reason)))
                 return out
         self.queue.append(req)

@@ -57,6 +57,9 @@ class OwnerDirectory:
         if owner is not None:
             self._tell_owner(owner.owner, "object_location", oid, self.r.node_id, 0, False)
 
+    def deleted(self, oid: bytes) -> None:
+        pass  # the owner freed it: it knows
+
     def _tell_owner(self, owner: str, method: str, *args) -> None:
         self.r.loop.create_task(self._send(owner, method, *args))
 
@@ -75,10 +78,22 @@ class GcsObjectTable:
         self.r = raylet
 
     async def locate(self, oid: bytes, owner: str, hints: list) -> tuple[int, list]:
+        alive = [n for n in hints if self.r.raylet_address(n)]
+        if alive:
+            return None, alive
+        hold = TRACER.on and checkpoint(
+            "object_manager", "object", "locate_object", object=oid.hex(),
+            detail={"at": "GCS", "text": "{who} looks up {object}'s location in the GCS "
+                                         "object table"})
+        if hold:
+            await hold
         reply = await self.r.gcs.call("object_table_lookup", oid, self.r.node_id)
         if reply[0] == "error":
             raise reply[1]
         return reply[1], list(reply[2])
+
+    def deleted(self, oid: bytes) -> None:
+        self.r.gcs.send("object_table_remove", oid, self.r.node_id)
 
     def primary_stored(self, oid: bytes, size: int, owner: str) -> None:
         self.r.gcs.send("object_table_add", oid, self.r.node_id, size, owner)

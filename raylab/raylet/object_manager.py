@@ -116,6 +116,13 @@ class ObjectManager:
 
     # -- this node's clients (driver, workers) ---------------------------------------------
     def create(self, conn, oid: bytes, size: int, owner: str, primary: bool):
+        existing = self.core.objects.get(oid)
+        if existing is not None and existing.state != "created" and not existing.deleted:
+            # a retried task made the same object again (tasks are deterministic, as in
+            # Ray): the copy already here stands; the writer skips writing it
+            if primary and not existing.primary:
+                existing.primary = True
+            return None
         fut = self._wait(("create", conn, oid))
         try:
             self.apply(self.core.create(oid, size, owner, primary, conn))
@@ -170,6 +177,7 @@ class ObjectManager:
     def delete(self, oid: bytes) -> None:
         if oid in self.core.objects:
             TRACER.on and step("object_store", "object", "object_deleted", 1, **self.ids(oid))
+            self.raylet.directory.deleted(oid)
         self.apply(self.core.delete(oid))
 
     def disconnect(self, conn) -> None:

@@ -79,6 +79,15 @@ class Raylet:
         if effects:
             self.loop.create_task(self.run(effects))
 
+    def do_global_schedule(self, req) -> None:
+        """Lecture mode: ask the GCS's global scheduler where the task should run."""
+        async def ask():
+            status, node, address, reason = await self.gcs.call(
+                "global_schedule", req.placement, req.strategy, [oid for oid, _o in req.deps],
+                self.node_id, req.task_id, req.name)
+            await self.run(self.leases.placed_globally(req, status, node, address, reason))
+        self.loop.create_task(ask())
+
     def do_fetch_args(self, key: int, deps: list) -> None:
         """Before granting a lease, bring the task's arguments to this node (in parallel,
         one transfer per object however many tasks want it)."""

@@ -22,7 +22,11 @@ NARRATIVES = {
     "resolve_dependencies": "{who} resolves {name}'s arguments: every ObjectRef it takes is ready",
     "request_lease": "{who} asks {raylet}'s raylet for a worker lease to run {name} ({why})",
     "schedule_decision": "{who} scheduler picks {to} for {name}: {why}",
+    "schedule_decision_global": "{who} (the local scheduler) gets the global scheduler's "
+                                "answer: {name} runs on {to}",
     "spillback": "{who} says: spill back, try {to} ({why})",
+    "spillback_global": "{who} forwards {name} to {to}, as the global scheduler decided",
+    "follow_spillback": "{who} follows the spillback and asks {to}'s raylet instead",
     "check_local_args": "{who} checks whether its local object store holds {name}'s "
                         "arguments: {missing} of {args} must be fetched",
     "lease_granted": "{who} grants a lease on worker {worker_label} for {name}",
@@ -66,6 +70,18 @@ NARRATIVES = {
     "wait_returned": "{who}'s ray.wait returns {ready} ready, {not_ready} not ready",
     "borrower_added": "{who} (owner) records a borrower of {object}",
     "object_freed": "{who} frees {object}: {reason}",
+    # the lecture's centralized control plane: global scheduler and GCS object table
+    "forward_to_global_scheduler": "{who} (the local scheduler) contacts the global scheduler "
+                                   "about {name}",
+    "global_schedule_request": "GCS global scheduler receives {name} from {from}'s local "
+                               "scheduler",
+    "object_table_lookup": "GCS object table lookup ({by}): {object} is held by {at}",
+    "object_table_lookup_miss": "GCS object table has no entry for {object} yet",
+    "global_decision": "GCS global scheduler decides to schedule {name} on {to} ({why})",
+    "register_callback": "GCS object table has no entry for {object} yet: {by} registers a "
+                         "callback, to be triggered when the entry is created",
+    "object_table_add": "{at}'s object store adds {object}'s entry to the GCS object table",
+    "callback_fired": "GCS triggers the callback registered by {to}: {object} is on {at}",
     # actors (lecture: "Actor management")
     "register_actor": "{who} registers the actor {class_name} with the GCS",
     "actor_registered": "GCS adds {class_name} to its actor table",
@@ -119,6 +135,10 @@ def _variant(ev: TraceEvent) -> str:
         return "task_finished_store"
     if ev.step == "task_returned" and "store" in (ev.detail.get("returns") or ()):
         return "task_returned_store"
+    if ev.step == "spillback" and ev.detail.get("global"):
+        return "spillback_global"
+    if ev.step == "schedule_decision" and ev.detail.get("global"):
+        return "schedule_decision_global"
     return ev.step
 
 

@@ -320,7 +320,7 @@ class TaskExecutor:
                                  f"num_returns={n}.")
         out = []
         all_contained = []
-        limit = self.cw.cfg.max_direct_call_object_size
+        limit = self.cw.store_threshold
         for oid, v in zip(spec.return_ids(), values):
             data, buffers, contained = serialize(v, oob=self.cw.plasma is not None)
             size = len(data) + sum(memoryview(b).nbytes for b in buffers)
