@@ -43,9 +43,36 @@ def assert_clean(session_dir: str, timeout: float = 5.0) -> None:
     assert not os.path.exists(os.path.join(session_dir, "s")), "sockets left behind"
 
 
+# The runtime's behaviour must not depend on the control plane: these modules run twice,
+# under Ray 2's ownership design and under the lecture's centralized one.
+BOTH_CONTROL_PLANES = {"test_tasks", "test_objects", "test_actors", "test_failures",
+                       "test_lineage"}
+
+
+def pytest_generate_tests(metafunc):
+    if "control_plane" in metafunc.fixturenames:
+        planes = (["ownership", "centralized"]
+                  if metafunc.module.__name__ in BOTH_CONTROL_PLANES else ["ownership"])
+        metafunc.parametrize("control_plane", planes, indirect=True, scope="module")
+
+
 @pytest.fixture(scope="module")
-def cluster2():
+def control_plane(request):
+    """The control plane ray.init uses by default in this module (RAYLAB_CONTROL_PLANE)."""
+    saved = os.environ.get("RAYLAB_CONTROL_PLANE")
+    os.environ["RAYLAB_CONTROL_PLANE"] = request.param
+    yield request.param
+    if saved is None:
+        os.environ.pop("RAYLAB_CONTROL_PLANE", None)
+    else:
+        os.environ["RAYLAB_CONTROL_PLANE"] = saved
+
+
+@pytest.fixture(scope="module")
+def cluster2(control_plane):
     """A two-node cluster (N1 head + N2), two CPUs each, shared by a test module."""
+    if ray.is_initialized():
+        ray.shutdown()
     ctx = ray.init(num_nodes=2, num_cpus=2)
     yield ctx
     ray.shutdown()
@@ -53,7 +80,7 @@ def cluster2():
 
 
 @pytest.fixture
-def fresh():
+def fresh(control_plane):
     """For tests that call ray.init themselves: always shut down and check for leftovers."""
     if ray.is_initialized():  # a module's shared cluster must not leak into this test
         ray.shutdown()

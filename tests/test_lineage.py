@@ -3,6 +3,7 @@ exactly the tasks that made them."""
 from __future__ import annotations
 
 import random
+import time
 
 import numpy as np
 import pytest
@@ -125,10 +126,12 @@ def test_random_worker_kills_on_a_dag_of_200_tasks(two_nodes):
 
     @ray.remote(max_retries=-1)
     def leaf(i):
+        time.sleep(0.01)  # some work, so that kills land while tasks run
         return np.full(MB // 4, i % 7, dtype=np.int64)
 
     @ray.remote(max_retries=-1)
     def combine(x, y):
+        time.sleep(0.01)
         return x + y
 
     leaves = [leaf.remote(i) for i in range(100)]
@@ -137,7 +140,7 @@ def test_random_worker_kills_on_a_dag_of_200_tasks(two_nodes):
     killed = 0
     pending = list(pairs)
     while pending and killed < 6:
-        ready, pending = ray.wait(pending, num_returns=min(15, len(pending)), timeout=30)
+        ready, pending = ray.wait(pending, num_returns=min(5, len(pending)), timeout=30)
         victims = [w for n in cluster_snapshot().nodes if n.alive for w in n.workers
                    if w.state == "LEASED"]
         if victims:
