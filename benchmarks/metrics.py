@@ -64,6 +64,12 @@ METRICS = [
     _M("chain_100", "chain_100_s", "s"),
     _M("tracing_cost", "tracing_recorder_slowdown_x", "x", absolute=2.0, goal="< 2x (raylab only)"),
     _M("tracing_cost", "tracing_off_overhead_pct", "%", absolute=5.0, goal="< 5% (raylab only)"),
+    _M("gcs_load", "gcs_msgs_per_task_central", "msgs", goal="lecture mode (raylab only)"),
+    _M("gcs_load", "gcs_msgs_per_task_owner", "msgs", goal="Ray 2 mode (raylab only)"),
+    _M("gcs_load", "gcs_cpu_ms_per_task_central", "ms", goal="lecture mode (raylab only)"),
+    _M("gcs_load", "gcs_cpu_ms_per_task_owner", "ms", goal="Ray 2 mode (raylab only)"),
+    _M("gcs_load", "wall_ms_per_task_central", "ms", goal="lecture mode (raylab only)"),
+    _M("gcs_load", "wall_ms_per_task_owner", "ms", goal="Ray 2 mode (raylab only)"),
 ]
 BY_KEY = {m.key: m for m in METRICS}
 

@@ -23,6 +23,7 @@ without changing callers.
 from __future__ import annotations
 
 import asyncio
+import collections
 import hmac
 import itertools
 import os
@@ -46,11 +47,14 @@ _loads = pickle.loads
 BACKGROUND = frozenset({
     "ping", "get_resources", "resource_view", "trace_events", "trace_hello", "trace_release",
     "trace_release_all", "trace_config", "set_trace_config", "trace_flush", "log_lines",
-    "get_node_state", "get_tables", "get_nodes", "get_resource_view",
+    "get_node_state", "get_tables", "get_nodes", "get_resource_view", "get_message_stats",
 })
 
 
 DEFERRED = object()  # a handler's "I will send the reply myself"
+# Protocol messages this process has received, by method (background chatter excluded):
+# how the GCS's load per task is measured in each control plane.
+RECEIVED: collections.Counter = collections.Counter()
 
 
 class ConnectionLost(ConnectionError):
@@ -249,6 +253,8 @@ class Connection(asyncio.Protocol):
                 else:
                     fut.set_exception(args)
             return
+        if method not in BACKGROUND:
+            RECEIVED[method] += 1
         fn = self._methods.get(method)
         if fn is None:
             fn = getattr(self.handler, "rpc_" + method, None)

@@ -44,5 +44,5 @@ CASES = {c.name: c for c in [
     Case("wait_1000", tasks.wait_1000),
     Case("chain_100", tasks.chain_100),
     Case("tracing_cost", tracing_cost.tracing_cost, impls=("raylab",)),
-    Case("gcs_load", gcs_load.gcs_load, impls=("raylab",), todo=gcs_load.TODO),
+    Case("gcs_load", gcs_load.gcs_load, impls=("raylab",)),
 ]}

@@ -1,20 +1,26 @@
-"""Placeholder: GCS load per task, control_plane="ownership" vs "centralized".
+"""raylab only: the GCS's load per task under each control plane.
 
-The lecture's argument for ownership is that the owner, not the GCS, tracks each
-task and object, so the GCS sees almost no messages per task; a centralized
-control plane (``raylab.init(control_plane="centralized")``) routes them all
-through the GCS. This case will count the messages the GCS handles per tiny task
-under each control plane (raylab only: Ray has no switch for it).
+The lecture's centralized design sends every task through the GCS (the global
+scheduler) and registers every object in the GCS object table; Ray 2's
+ownership design keeps both out of the GCS. The workload is the lecture's
+``add(a, b)`` with ``a`` on N1 and ``b`` on N2 (large, so they live in object
+stores), each result fetched by the driver, run once per control plane on a
+fresh two-node cluster. The GCS counts the protocol messages it receives
+(health checks and resource pulls excluded) and reports its CPU time.
 
-It is a hook for that later work and measures nothing yet: the runner reports it
-as "not implemented yet" rather than inventing a figure. To implement it, replace
-``TODO`` with ``None`` and write :func:`gcs_load` (set ``ctx.metrics[...]``), and add
-its metrics to ``benchmarks/metrics.py``.
+(Ray has no switch for this, so there is no Ray column.)
 """
 from __future__ import annotations
 
-TODO = "not implemented yet (needs a count of GCS messages per task in raylab)"
-
 
 def gcs_load(ctx) -> None:
-    raise NotImplementedError(TODO)
+    """GCS messages and CPU time per task, centralized vs ownership (raylab only)."""
+    from raylab.demo.compare import PLANES, gcs_load as measure
+    tasks = ctx.size(10, 40)
+    for plane in PLANES:
+        load = measure(plane, tasks)
+        tag = "central" if plane == "centralized" else "owner"
+        ctx.metrics[f"gcs_msgs_per_task_{tag}"] = load["gcs_messages_per_task"]
+        ctx.metrics[f"gcs_cpu_ms_per_task_{tag}"] = load["gcs_cpu_ms_per_task"]
+        ctx.metrics[f"wall_ms_per_task_{tag}"] = load["wall_ms_per_task"]
+        ctx.info[f"gcs_messages_by_method_{tag}"] = load["gcs_messages_by_method"]

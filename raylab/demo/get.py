@@ -21,18 +21,39 @@ def scenario(a, b):
     stepper = ray.stepper
     stepper.break_at(step="execute_task")
     stepper.wait(30)             # add is about to run on N2; the driver now asks for c
+    waiting = "register_callback" if _lecture_mode() else "get_object"
+    seen = _watch_for(waiting, ref_c.hex())
     got = []
     getter = threading.Thread(target=lambda: got.append(ray.get(ref_c)), name="get-c")
     getter.start()
+    seen.wait(30)                # the get is waiting (at the owner, or at a GCS callback)
     stepper.off()                # let add run
     getter.join(60)
     return ref_c, got[0]
 
 
+def _lecture_mode() -> bool:
+    return ray.api.cluster().control_plane == "centralized"
+
+
+def _watch_for(step: str, object_hex: str) -> threading.Event:
+    """An event set when the trace shows ``step`` for the object."""
+    from raylab.tracing.recorder import COLLECTOR
+    seen = threading.Event()
+
+    def look(events):
+        if any(e.step == step and e.ids.get("object") == object_hex for e in events):
+            seen.set()
+            COLLECTOR.unsubscribe(look)
+
+    COLLECTOR.subscribe(look)
+    return seen
+
+
 def get_flow(ref_c) -> dict:
     """The steps of this get: in Ray 2 the owner learning where c is belongs to the story;
     in the lecture's design the GCS object table tells instead."""
-    if ray.api.cluster().control_plane == "centralized":
+    if _lecture_mode():
         return {"object": ref_c.hex(), "flow": ["get", "object"]}
     return {"object": ref_c.hex()}
 

@@ -162,6 +162,12 @@ class GcsHandler:
             effects += g.on_node_dead(node_id)
         return g.run(effects)
 
+    def rpc_get_message_stats(self, conn):
+        """How busy the GCS has been: protocol messages received, by method, and CPU time."""
+        import time
+        from raylab.transport import RECEIVED
+        return dict(RECEIVED), time.process_time()
+
     def rpc_get_nodes(self, conn):
         return [n.public() for n in self.gcs.nodes.nodes.values()]
 
