@@ -104,3 +104,34 @@ def test_stranger_without_token_is_dropped(fresh):
         return "still fine"
 
     assert ray.get(ok.remote()) == "still fine"
+
+
+def test_killed_kernel_leaves_nothing_behind():
+    """A Jupyter kernel running a cluster is killed (as a restart does when the kernel
+    hangs): every cluster process exits and no shared memory or spill file remains."""
+    from jupyter_client.manager import start_new_kernel
+    km, kc = start_new_kernel(kernel_name="python3")
+    try:
+        code = ("import raylab as ray, numpy as np\n"
+                "ctx = ray.init(num_nodes=2, num_cpus=1, object_store_memory=20 * 2**20)\n"
+                "refs = [ray.put(np.ones(8 * 2**20, dtype=np.uint8)) for _ in range(3)]\n"
+                "print(ctx['session_dir'])")
+        out: list = []
+        reply = kc.execute_interactive(code, timeout=60, output_hook=_collect(out))
+        assert reply["content"]["status"] == "ok"
+        session_dir = "".join(out).strip()
+        assert session_processes(session_dir)
+        os.kill(km.provisioner.pid, signal.SIGKILL)
+        wait_for(lambda: not session_processes(session_dir), 10,
+                 "the cluster to exit after its kernel was killed")
+        wait_for(lambda: not os.path.exists(session_dir), 10, "the session to be removed")
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+def _collect(out: list):
+    def hook(msg):
+        if msg["msg_type"] == "stream" and msg["content"]["name"] == "stdout":
+            out.append(msg["content"]["text"])
+    return hook
