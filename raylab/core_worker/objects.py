@@ -1,4 +1,4 @@
-"""``ray.put``, ``ray.get`` and ``ray.wait`` on the owner side, and the borrower protocol.
+"""``ray.put``, ``ray.get`` and ``ray.wait`` on the owner side.
 
 ``get`` first looks in this process's memory store (the lecture's Step 1:
 "check the local object store"). A missing object owned here is a task still
@@ -7,17 +7,17 @@ ask its owner for the status (a long poll that answers when the object is
 ready), which is the Ray 2 replacement for the lecture's GCS object table
 callback.
 
-Borrowers register with the owner as soon as they hold a ref, and tell it
-when they drop their last one; both messages travel on the one connection
-between the two processes, so they arrive in order.
+Large objects live in the node's shared-memory store (see ``plasma.py``); the
+borrower protocol is in ``borrowers.py`` and rebuilding lost objects in
+``lineage.py``.
 """
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
-import time
 
 from raylab import exceptions as exc
+from raylab.core_worker.borrowers import BorrowerProtocol
+from raylab.core_worker.lineage import LineageRecovery
 from raylab.core_worker.memory_store import ERROR, IN_PLASMA, VALUE, Waiter
 from raylab.core_worker.object_ref import ObjectRef
 from raylab.core_worker.serialization import deserialize, serialize
@@ -26,7 +26,7 @@ from raylab.tracing.stepper import STEPPER
 from raylab.transport import ConnectionLost
 
 
-class ObjectApi:
+class ObjectApi(BorrowerProtocol, LineageRecovery):
     def __init__(self, cw):
         self.cw = cw
         self._fetching: set = set()
@@ -166,89 +166,6 @@ class ObjectApi:
                 raise payload.as_instanceof_cause()
             raise payload
         return self._from_plasma(ref._id, ref._owner)
-
-    def _from_plasma(self, oid: bytes, owner: str):
-        """Read a large object from this node's store (pulled here first if elsewhere).
-        If every copy is gone, ask its owner to rebuild it from lineage, then read again."""
-        cw = self.cw
-        owner = owner or cw.address
-        e = cw.refs.entries.get(oid)
-        alive = cw.alive_nodes()
-        hints = sorted(n for n in e.locations if n in alive) if e is not None else []
-        for _attempt in range(64):
-            try:
-                return cw.plasma.get(oid, owner, hints)
-            except (exc.OwnerDiedError, exc.ObjectReconstructionFailedError):
-                raise
-            except exc.ObjectLostError:
-                hints = self._recover(oid, owner, hints)
-            except ConnectionLost as err:
-                raise exc.RaySystemError(f"lost the connection to this node's raylet: {err}")
-        raise exc.ObjectReconstructionFailedError(oid.hex(), owner)
-
-    def _recover(self, oid: bytes, owner: str, tried: list) -> list:
-        """Every copy we tried (``tried``; none means all the owner knew) failed: the owner
-        rebuilds the object (or says it cannot). Wait until it is ready again; returns where
-        its copies are now. A worker lends its CPU back meanwhile: the rebuild may need it."""
-        cw = self.cw
-        blocked = cw.executor is not None and cw.executor.notify_blocked()
-        try:
-            return self._recover_and_wait(oid, owner, tried)
-        finally:
-            if blocked:
-                cw.executor.notify_unblocked()
-
-    def _recover_and_wait(self, oid: bytes, owner: str, tried: list) -> list:
-        cw = self.cw
-        if owner == cw.address:
-            status = cw.run_sync(self._recover_owned_async(oid, tried), 30)
-            if isinstance(status, BaseException):
-                raise status
-            self._wait_for([oid], 1, None, "get")
-            e = cw.refs.entries.get(oid)
-            return sorted(e.locations) if e is not None else []
-        try:
-            conn = cw.run_sync(cw.conn_to(owner), 30)
-            status = cw.rpc_sync(conn, "recover_object", oid, tried, timeout=30)
-            if isinstance(status, BaseException):
-                raise status
-            kind, payload = cw.rpc_sync(conn, "get_object_status", oid)  # waits until ready
-        except (ConnectionLost, OSError):
-            raise exc.OwnerDiedError(oid.hex(), owner) from None
-        if kind == ERROR:
-            raise payload
-        locations = list(payload[1]) if kind == IN_PLASMA else []
-        with cw.lock:  # our copy of its status was stale
-            e = cw.refs.entries.get(oid)
-            if e is not None:
-                e.locations = set(locations)
-        return locations
-
-    async def _recover_owned_async(self, oid: bytes, tried: list):
-        return self.recover_owned(oid, tried)
-
-    def recover_owned(self, oid: bytes, tried: list):
-        """io thread, owner side: is there still a copy? If not, re-run the task that made
-        it (lineage reconstruction); a put cannot be rebuilt. Returns a status or an error."""
-        cw = self.cw
-        e = cw.refs.entries.get(oid)
-        if e is None or not e.owned:
-            return exc.ReferenceCountingAssertionError(oid.hex())
-        e.locations &= cw.alive_nodes()
-        e.locations -= set(tried) if tried else set(e.locations)  # those copies failed
-        if e.locations and not e.value_freed:
-            return "exists"   # another live copy: read that one
-        if e.pending:
-            return "recovering"
-        spec = e.lineage
-        if spec is None or e.is_put:
-            err = exc.ObjectLostError(oid.hex(), cw.address, message=(
-                f"Failed to retrieve object {oid.hex()}: all its copies are lost, and it "
-                "was created by ray.put, which cannot be reconstructed (only task outputs "
-                "can be rebuilt from lineage)."))
-            cw.store.put(oid, (ERROR, err))
-            return err
-        return cw.task_manager.reconstruct(spec, oid)
 
     def get_by_ids(self, pairs: list) -> list:
         """Values of (object id, owner) arguments a task received by reference."""
@@ -400,68 +317,6 @@ class ObjectApi:
         e = self.cw.refs.entries.get(oid)
         return ("ok", payload, sorted(e.locations) if e is not None else [])
 
-    # -- the borrower protocol ------------------------------------------------------------
-    def register_borrow(self, oid: bytes, owner: str) -> None:
-        """io thread: we now hold a ref owned by ``owner``; tell it before we could drop it."""
-        fut = self.cw.loop.create_task(self._register_borrow(oid, owner))
-        self._borrow_acks[oid] = fut
-        self.unacked.add(fut)
-        fut.add_done_callback(self.unacked.discard)
-
-    async def _register_borrow(self, oid: bytes, owner: str) -> None:
-        try:
-            conn = await self.cw.conn_to(owner)
-            await conn.call("add_borrower", oid, self.cw.address)
-        except (ConnectionLost, OSError):
-            pass
-
-    async def borrows_registered(self, oids) -> None:
-        """Wait until the owners of ``oids`` have acknowledged us as a borrower."""
-        futs = [self._borrow_acks.get(o) for o in oids]
-        futs = [f for f in futs if f is not None]
-        if futs:
-            await asyncio.gather(*futs, return_exceptions=True)
-
-    def add_borrower(self, oid: bytes, address: str) -> bool:
-        cw = self.cw
-        with cw.lock:
-            added = cw.refs.add_borrower(oid, address)
-        if added:
-            TRACER.on and step("core_worker", "refcount", "borrower_added", 1, object=oid.hex(),
-                 detail={"borrower": address})
-        return added
-
-    def borrow_released(self, oid: bytes, address: str) -> None:
-        cw = self.cw
-        out: list = []
-        with cw.lock:
-            cw.refs.remove_borrower(oid, address, out)
-        if out:
-            cw.release(out)
-
-    def release_borrow(self, oid: bytes, entry) -> None:
-        """io thread: our last ref to a borrowed object is gone; tell its owner (after it
-        has heard that we borrow it: a release that overtook the registration would leak)."""
-        ack = self._borrow_acks.pop(oid, None)
-        if ack is not None and not ack.done():
-            ack.add_done_callback(lambda _f: self._release_now(oid, entry))
-            return
-        self._release_now(oid, entry)
-
-    def _release_now(self, oid: bytes, entry) -> None:
-        conn = self.cw.conns.get(entry.owner)
-        if conn is not None and not conn.closed:
-            conn.send("borrow_released", oid, self.cw.address)
-        else:
-            self.cw.loop.create_task(self._send_release(oid, entry.owner))
-
-    async def _send_release(self, oid: bytes, owner: str) -> None:
-        try:
-            conn = await self.cw.conn_to(owner)
-            conn.send("borrow_released", oid, self.cw.address)
-        except (ConnectionLost, OSError):
-            pass
-
     def free_owned(self, oid: bytes, entry) -> None:
         """An object we own went out of scope: it is gone from every store."""
         if self.cw.actors.on_handle_freed(oid):
@@ -483,29 +338,9 @@ class ObjectApi:
             e.locations.discard(node_id)
 
     # -- failures ----------------------------------------------------------------------
-    def on_peer_lost(self, address: str) -> None:
-        """A process went away: objects it owned are lost to us; its borrows end."""
-        cw = self.cw
-        out: list = []
-        lost = []
-        with cw.lock:
-            cw.refs.remove_borrower_everywhere(address, out)
-            for oid, e in cw.refs.entries.items():
-                if not e.owned and e.owner == address:
-                    lost.append(oid)  # even a copy we hold is unusable without its owner
-        if out:
-            cw.release(out)
-        for oid in lost:
-            if oid in self._fetching:
-                continue  # the fetch itself reports OwnerDiedError
-            cw.store.put(oid, (ERROR, exc.OwnerDiedError(oid.hex(), address)))
-
     def on_node_dead(self, node_id: bytes) -> None:
         """Copies on a dead node are gone; objects left with none are rebuilt on demand."""
         with self.cw.lock:
             for e in self.cw.refs.entries.values():
                 e.locations.discard(node_id)
 
-
-def now() -> float:
-    return time.monotonic()
