@@ -257,3 +257,12 @@ def test_no_memory_or_spill_file_left_after_killed_driver(tmp_path):
     wait_for(lambda: not session_processes(session_dir), 5, "the cluster to exit")
     wait_for(lambda: not os.path.exists(session_dir), 5, "the session directory to go")
     assert set(os.listdir("/dev/shm")) - shm_before == set()
+
+
+def test_wait_fetch_local_pulls_ready_objects_here(cluster2):
+    b = on("N2", make).remote(2 * MB)
+    ready, _ = ray.wait([b], fetch_local=False)
+    assert ready == [b] and copies(b.hex()) == [("N2", True)]
+    c = on("N2", make).remote(3 * MB)
+    ready, _ = ray.wait([c])                      # fetch_local=True by default
+    assert ready == [c] and ("N1", False) in copies(c.hex())

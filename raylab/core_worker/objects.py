@@ -239,9 +239,27 @@ class ObjectApi(BorrowerProtocol, LineageRecovery):
                 ready.append(r)
             else:
                 not_ready.append(r)
+        if fetch_local and cw.plasma is not None:
+            self._fetch_local(ready)
         TRACER.on and step("core_worker", "wait", "wait_returned", detail={
             "ready": len(ready), "not_ready": len(not_ready)})
         return ready, not_ready
+
+    def _fetch_local(self, refs: list) -> None:
+        """``wait(fetch_local=True)``: a ready object in another node's store is pulled here
+        before it counts as ready, as in Ray."""
+        cw = self.cw
+        for r in refs:
+            entry = cw.store.objects.get(r._id)
+            e = cw.refs.entries.get(r._id)
+            if entry is None or entry[0] != IN_PLASMA or (e is not None and
+                                                          cw.node_id in e.locations):
+                continue
+            try:
+                cw.plasma.ensure_local(r._id, r._owner or cw.address,
+                                       sorted(e.locations) if e is not None else [])
+            except exc.RayError:
+                pass  # a lost object is reported by the get that reads it
 
     # -- borrowed objects: ask the owner ---------------------------------------------
     def fetch(self, oid: bytes) -> None:
