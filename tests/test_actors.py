@@ -279,3 +279,13 @@ def test_bad_input_is_a_clear_error_at_the_call_site(cluster2):
     with pytest.raises(ValueError, match="lifetime"):
         Counter.options(lifetime="forever")
     assert ray.get(c.increment.remote()) == 1
+
+
+def test_actor_runtime_env_lasts_for_its_methods(cluster2):
+    @ray.remote
+    class Env:
+        def read(self):
+            return os.environ.get("RAYLAB_ACTOR_VAR")
+
+    e = Env.options(runtime_env={"env_vars": {"RAYLAB_ACTOR_VAR": "set"}}).remote()
+    assert ray.get([e.read.remote(), e.read.remote()]) == ["set", "set"]

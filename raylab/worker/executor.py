@@ -235,13 +235,14 @@ class TaskExecutor:
         cw.actor_name = opts.get("class_name", spec.name)
         cw.actor_restarts = spec.attempt
         cw.ctx.actor_id = spec.actor_id
-        saved_env = self._begin(spec)
+        _apply_env(spec.runtime_env)  # an actor's environment lasts as long as its process
+        self._begin(spec)
         try:
             instance = cls(*args, **kwargs)
         except Exception as e:
             return self._error_reply(spec, self._task_error(spec, e))
         finally:
-            self._end(saved_env)
+            self._end(None)
         self.actor = ActorRuntime(self, instance, opts)
         return ("ok", [(VALUE, _NONE, None)], [])
 
