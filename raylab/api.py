@@ -102,6 +102,8 @@ def init(address: str | None = None, *, num_nodes: int = 1, num_cpus: float | No
             raise
         _cluster = cluster
         cw.job_runtime_env = opt.runtime_env_of({"runtime_env": runtime_env})
+        if kwargs.get("log_to_driver") is False:
+            cw.on_log = None  # worker output stays in the session's log files
         atexit.register(shutdown)
         return _context()
 
