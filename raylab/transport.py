@@ -28,9 +28,11 @@ import hmac
 import itertools
 import os
 import pickle
+import select
 import socket
 import struct
 import threading
+import time
 
 from raylab.tracing import clock
 
@@ -355,7 +357,9 @@ class SyncConnection:
     It speaks the same frames as :class:`Connection`, so any server handles it,
     but a request goes straight from the calling thread to the peer and back,
     with no hop through an event loop: this is the path of ``put`` and ``get``
-    of large objects. A lock lets several threads share it, one request at a time.
+    of large objects. Requests are one at a time (``_call_lock``); one-way sends
+    (releases, from the io thread) only take ``_send_lock``, so they never wait
+    behind a slow request such as a pull from another node.
     """
 
     def __init__(self, address: str, token: bytes, timeout: float = 30.0):
@@ -363,7 +367,9 @@ class SyncConnection:
         self._sock.settimeout(timeout)
         self._sock.connect(_path_of(address))
         self._sock.sendall(token)
-        self._lock = threading.Lock()
+        self._sock.settimeout(None)  # the peer always replies or closes; see call_waiting
+        self._call_lock = threading.Lock()
+        self._send_lock = threading.Lock()
         self._next_id = 1
         self._buf = bytearray()
         self.closed = False
@@ -373,27 +379,41 @@ class SyncConnection:
         return _HEADER.pack(len(payload), clock.tick()) + payload
 
     def call(self, method: str, *args):
-        with self._lock:
+        return self.call_waiting(None, method, *args)
+
+    def call_waiting(self, wait, method: str, *args):
+        """A request; with ``wait``, the reply is awaited by ``wait(reply)``, which calls
+        ``reply.wait(seconds) -> bool`` as often as it likes (a driver on a paused cluster
+        steps it between tries) and returns whether the reply came."""
+        with self._call_lock:
             rid = self._next_id
             self._next_id += 1
-            self._sock.sendall(self._frame((rid, method, args)))
-            while True:
-                msg_rid, kind, value, ts = self._read_one()
-                clock.observe(ts)
-                if msg_rid == rid:
-                    if kind == _ERROR:
-                        raise value
-                    return value
+            data = self._frame((rid, method, args))
+            with self._send_lock:
+                self._sock.sendall(data)
+            reply = _Reply(self, rid)
+            if wait is None:
+                reply.wait(None)
+            elif not wait(reply):
+                raise TimeoutError(f"no reply to {method}")
+            if reply.kind == _ERROR:
+                raise reply.value
+            return reply.value
 
     def send(self, method: str, *args) -> None:
-        with self._lock:
-            self._sock.sendall(self._frame((0, method, args)))
+        data = self._frame((0, method, args))
+        with self._send_lock:
+            self._sock.sendall(data)
 
     def send_many(self, method: str, arg_lists) -> None:
         """Several one-way messages in one write (e.g. a batch of releases)."""
         data = b"".join(self._frame((0, method, args)) for args in arg_lists)
-        with self._lock:
+        with self._send_lock:
             self._sock.sendall(data)
+
+    def _has_frame(self) -> bool:
+        buf = self._buf
+        return len(buf) >= _HLEN and len(buf) >= _HLEN + _HEADER.unpack_from(buf, 0)[0]
 
     def _read_one(self):
         buf = self._buf
@@ -416,6 +436,35 @@ class SyncConnection:
             self._sock.close()
         except OSError:
             pass
+
+
+class _Reply:
+    """The awaited reply of one :meth:`SyncConnection.call_waiting` request."""
+
+    def __init__(self, conn: SyncConnection, rid: int):
+        self.conn, self.rid = conn, rid
+        self.kind = self.value = None
+        self.done = False
+
+    def wait(self, timeout: float | None) -> bool:
+        """Read frames until ours arrives; False if ``timeout`` seconds pass first.
+
+        The socket stays blocking (the io thread may be sending releases on it), so
+        waiting with a limit is a ``select`` before each read, never a socket timeout.
+        """
+        conn = self.conn
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.done:
+            if not conn._has_frame():
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and (left <= 0 or
+                                         not select.select([conn._sock], [], [], left)[0]):
+                    return False
+            rid, kind, value, ts = conn._read_one()
+            clock.observe(ts)
+            if rid == self.rid:
+                self.kind, self.value, self.done = kind, value, True
+        return True
 
 
 def new_token() -> bytes:

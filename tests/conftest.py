@@ -69,14 +69,37 @@ def control_plane(request):
 
 
 @pytest.fixture(scope="module")
-def cluster2(control_plane):
-    """A two-node cluster (N1 head + N2), two CPUs each, shared by a test module."""
-    if ray.is_initialized():
+def shared_cluster(control_plane):
+    """The module's two-node cluster, started on first use (see ``cluster2``)."""
+    shared: dict = {}
+    yield shared
+    if shared and ray.is_initialized() and _session_dir() == shared["ctx"]["session_dir"]:
         ray.shutdown()
-    ctx = ray.init(num_nodes=2, num_cpus=2)
-    yield ctx
-    ray.shutdown()
-    assert_clean(ctx["session_dir"])
+    if shared:
+        assert_clean(shared["ctx"]["session_dir"])
+
+
+def _session_dir():
+    return ray.api.cluster().session.dir if ray.is_initialized() else None
+
+
+@pytest.fixture
+def cluster2(shared_cluster):
+    """A two-node cluster (N1 head + N2), two CPUs each, shared by a test module's tests."""
+    yield two_node_cluster(shared_cluster)
+
+
+def two_node_cluster(shared: dict):
+    """The module's shared cluster, started again if it is gone: a ``fresh`` test in
+    between shuts it down (and pytest may order tests by control plane), and a test
+    finding it gone must get two nodes again, not a one-node auto-init."""
+    if not shared or _session_dir() != shared["ctx"]["session_dir"]:
+        if ray.is_initialized():
+            ray.shutdown()
+        if shared:
+            assert_clean(shared["ctx"]["session_dir"])
+        shared["ctx"] = ray.init(num_nodes=2, num_cpus=2)
+    return shared["ctx"]
 
 
 @pytest.fixture

@@ -24,6 +24,8 @@ from raylab.jupyter.panels import steplog_html, tables_text
 from raylab.jupyter.player import Frames
 from raylab.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from conftest import two_node_cluster
+
 
 @ray.remote
 def add(a, b):
@@ -31,8 +33,9 @@ def add(a, b):
 
 
 @pytest.fixture(scope="module")
-def recorded(cluster2):
+def recorded(shared_cluster):
     """One real run of the lecture's task, recorded; the frames and the base snapshot."""
+    two_node_cluster(shared_cluster)
     from raylab.state import cluster_snapshot
     n2 = next(n["NodeID"] for n in ray.nodes() if n["NodeName"] == "N2")
     a = ray.put(np.ones(200_000))

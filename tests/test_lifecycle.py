@@ -76,6 +76,7 @@ def test_cluster_utils_add_and_remove_nodes(fresh):
     n3 = cluster.add_node(num_cpus=1, resources={"special": 1})
     assert n3.label == "N3"
     assert ray.get(where.remote()) == n3.node_id
+    assert [n["NodeName"] for n in ray.nodes()] == ["N1", "N2", "N3"]  # same order every run
     cluster.shutdown()
 
 

@@ -54,7 +54,7 @@ def test_chain_rebuilds_exactly_the_lost_tasks(two_nodes):
     a = make.options(scheduling_strategy=prefer("N1")).remote(4 * MB)   # survives on N1
     b = double.options(scheduling_strategy=prefer("N2")).remote(a)      # lost with N2
     c = inc.options(scheduling_strategy=prefer("N2")).remote(b)         # lost with N2
-    ray.wait([c])
+    ray.wait([c], fetch_local=False)
     with ray.trace() as t:
         chaos.kill_node("N2")
         value = ray.get(c, timeout=60)
@@ -64,13 +64,19 @@ def test_chain_rebuilds_exactly_the_lost_tasks(two_nodes):
     runs = sorted(e.detail["name"] for e in t.steps(step="execute_task"))
     assert runs == ["double", "inc"]
     assert all(e.node == "N1" for e in t.steps(step="execute_task"))
+    lost = t.steps(step="object_lost")           # the owner says what it found, then acts
+    assert c.hex() in {e.ids["object"] for e in lost}
+    assert "it was on N2" in next(e.narrative for e in lost if e.ids["object"] == c.hex())
+    assert t.events.index(lost[0]) < t.events.index(t.steps(step="reconstruct_object")[0])
+    graph = t.lineage(c).text()
+    assert graph.splitlines()[0].startswith(f"{c.hex()[:8]}#1  rebuilt")
 
 
 def test_intermediate_refs_dropped_still_rebuild(two_nodes):
     c = inc.options(scheduling_strategy=prefer("N2")).remote(
         double.options(scheduling_strategy=prefer("N2")).remote(
             make.options(scheduling_strategy=prefer("N2")).remote(2 * MB)))
-    ray.wait([c])
+    ray.wait([c], fetch_local=False)
     chaos.kill_node("N2")
     assert ray.get(c, timeout=60).sum() == 3 * 2 * MB   # the whole chain, from lineage
 
@@ -99,7 +105,7 @@ def test_put_object_lost_with_its_node_raises_object_lost(two_nodes):
 def test_rebuilding_counts_against_max_retries(two_nodes):
     b = double.options(scheduling_strategy=prefer("N2"), max_retries=0).remote(
         make.options(scheduling_strategy=prefer("N1")).remote(MB))
-    ray.wait([b])
+    ray.wait([b], fetch_local=False)
     chaos.kill_node("N2")
     with pytest.raises(exc.ObjectReconstructionFailedError, match="max_retries"):
         ray.get(b, timeout=30)

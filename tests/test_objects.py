@@ -83,7 +83,7 @@ def test_containers_of_arrays_come_back_zero_copy(cluster2):
 
 def test_task_returns_go_to_the_producers_node_and_transfer_on_demand(cluster2):
     b = on("N2", make).remote(3 * MB)
-    ray.wait([b])
+    ray.wait([b], fetch_local=False)
     assert copies(b.hex()) == [("N2", True)]
     assert ray.get(b).sum() == 3 * MB          # the driver on N1 pulls it
     assert copies(b.hex()) == [("N1", False), ("N2", True)]

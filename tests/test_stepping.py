@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import pytest
 
 import raylab as ray
@@ -25,9 +26,11 @@ def on_n2():
 @pytest.fixture
 def stepper(cluster2):
     ray.get(add.remote(0, 0))  # export and warm up outside the steps we look at
+    pace, mode = ray.stepper.pace, ray.stepper.blocking_get
     yield ray.stepper
     ray.stepper.off()
     ray.stepper.reset()
+    ray.stepper.pace, ray.stepper.blocking_get = pace, mode
 
 
 def test_pause_at_lease_grant_inspect_then_continue(stepper):
@@ -79,6 +82,36 @@ def test_step_through_a_task_across_nodes(stepper):
     assert ray.get(ref, timeout=5) == 3
 
 
+@ray.remote
+def big(n):
+    return np.ones(n, dtype=np.uint8)
+
+
+def test_blocking_get_of_a_large_object_pulled_from_n2_advances_through_pauses(stepper):
+    """The pull from N2's store goes through the same pause-aware wait as a small get."""
+    n2 = next(n["NodeID"] for n in ray.nodes() if n["NodeName"] == "N2")
+    ref = big.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n2, soft=False)
+                      ).remote(1 << 20)
+    stepper.pace, stepper.blocking_get = 0.02, "advance"
+    stepper.on()
+    value = ray.get(ref, timeout=60)
+    assert value.nbytes == 1 << 20 and value.sum() == 1 << 20
+    steps = [e.step for e in stepper.history]
+    assert "pull_object" in steps or "fetch_object" in steps, steps
+
+
+def test_await_ref_and_future(stepper):
+    ref = add.remote(20, 22)
+    assert ref.future().result(timeout=10) == 42
+
+    async def main():
+        return await add.remote(1, 2)
+    import asyncio
+    import concurrent.futures
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:  # a loop of its own, as a user has
+        assert pool.submit(asyncio.run, main()).result(timeout=30) == 3
+
+
 def test_bad_breakpoint_is_a_clear_error(stepper):
     with pytest.raises(ValueError, match="unknown breakpoint criteria"):
         stepper.break_at(stp="lease_granted")
@@ -97,3 +130,15 @@ def test_shutdown_while_paused_returns_promptly(fresh):
     assert_clean(ctx["session_dir"])
     del ref
     assert not ray.stepper.active
+
+
+def test_a_trace_started_and_stopped_across_cells(cluster2):
+    t = ray.trace().start()                    # a notebook records across several cells
+    ref = add.remote(1, 2)
+    assert ray.get(ref) == 3
+    t.stop()
+    after = add.remote(3, 4)
+    assert ray.get(after) == 7
+    tasks = {e.ids.get("task") for e in t.steps(step="execute_task")}
+    assert len(tasks) == 1                     # the task after stop() was not recorded
+    assert t.stop() is t                       # stopping twice is harmless

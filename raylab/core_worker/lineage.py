@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from raylab import exceptions as exc
 from raylab.core_worker.memory_store import ERROR, IN_PLASMA
+from raylab.tracing.emit import TRACER, step
 from raylab.transport import ConnectionLost
 
 
@@ -85,6 +86,7 @@ class LineageRecovery:
         e = cw.refs.entries.get(oid)
         if e is None or not e.owned:
             return exc.ReferenceCountingAssertionError(oid.hex())
+        had = set(e.locations)
         e.locations &= cw.alive_nodes()
         e.locations -= set(tried) if tried else set(e.locations)  # those copies failed
         if e.locations and not e.value_freed:
@@ -92,6 +94,8 @@ class LineageRecovery:
         if e.pending:
             return "recovering"
         spec = e.lineage
+        TRACER.on and step("core_worker", "failure", "object_lost", object=oid.hex(), detail={
+            "where": ", ".join(sorted(cw.label_of(n) for n in had)) or "no live node"})
         if spec is None or e.is_put:
             err = exc.ObjectLostError(oid.hex(), cw.address, message=(
                 f"Failed to retrieve object {oid.hex()}: all its copies are lost, and it "

@@ -89,7 +89,7 @@ class ObjectRef:
         cw = current.CORE_WORKER
         if cw is None:
             raise RuntimeError("raylab is not initialized; call ray.init() first")
-        return cw.get_future(self)
+        return cw.objects.get_future(self)
 
     def __await__(self):
         return asyncio.wrap_future(self.future()).__await__()

@@ -14,12 +14,16 @@ the raylet (like Ray's plasma client socket), not through the io thread.
 from __future__ import annotations
 
 import queue
+import threading
 
 from raylab.core_worker.serialization import deserialize
 from raylab.object_store.arena import StoreClient
 from raylab.object_store.layout import Layout
 from raylab.tracing.emit import TRACER, step
+from raylab.tracing.stepper import STEPPER
 from raylab.transport import SyncConnection
+
+RELEASE_DELAY = 0.05  # seconds a pin outlives its last read (plasma's release delay)
 
 
 class PlasmaClient:
@@ -30,6 +34,8 @@ class PlasmaClient:
         self.conn.send("store_hello", cw.address)
         self._released: queue.SimpleQueue = queue.SimpleQueue()
         self._flush_scheduled = False
+        self._lock = threading.Lock()
+        self._pins: dict[bytes, list] = {}   # oid -> [offset, size, live reads]
 
     # -- put ----------------------------------------------------------------------------
     def put_serialized(self, oid: bytes, data, buffers, owner: str) -> bytes:
@@ -48,9 +54,26 @@ class PlasmaClient:
 
     # -- get ----------------------------------------------------------------------------
     def get(self, oid: bytes, owner: str, locations=None):
-        """The object's value, zero-copy; pulled to this node first if it is elsewhere."""
-        offset, size = self.conn.call("store_get", oid, owner, list(locations or ()))
-        return self.store.read_value(offset, size, lambda: self._release(oid),
+        """The object's value, zero-copy; pulled to this node first if it is elsewhere.
+
+        While this process still holds a pin on the object (an earlier read is alive, or
+        was dropped less than ``RELEASE_DELAY`` seconds ago), no request is needed: like
+        plasma's clients, we release pins a moment late, so a get-use-drop loop stays cheap.
+        """
+        with self._lock:
+            pin = self._pins.get(oid)
+            if pin is not None:
+                pin[2] += 1
+        if pin is None:
+            offset, size = self._request("store_get", oid, owner, list(locations or ()))
+            with self._lock:
+                pin = self._pins.get(oid)
+                if pin is None:
+                    pin = self._pins[oid] = [offset, size, 1]
+                else:  # another thread pinned it meanwhile: give our pin back
+                    pin[2] += 1
+                    self._released.put(("extra", oid))
+        return self.store.read_value(pin[0], pin[1], lambda: self._release(oid),
                                      loads=deserialize)
 
     def contains(self, oid: bytes) -> bool:
@@ -58,11 +81,19 @@ class PlasmaClient:
 
     def ensure_local(self, oid: bytes, owner: str, locations=None) -> None:
         """Pull the object to this node without reading it (``ray.wait(fetch_local=True)``)."""
-        self.conn.call("store_pull", oid, owner, list(locations or ()))
+        self._request("store_pull", oid, owner, list(locations or ()))
+
+    def _request(self, method: str, *args):
+        """A request that may wait on other nodes (a pull). A driver on a cluster paused
+        in step mode waits through the pauses, as a blocking ``ray.get`` does."""
+        if self.cw.executor is None and STEPPER.active:
+            return self.conn.call_waiting(lambda reply: STEPPER.wait_through_pauses(reply, None),
+                                          method, *args)
+        return self.conn.call(method, *args)
 
     # -- release: from any thread, maybe inside the garbage collector ---------------------
     def _release(self, oid: bytes) -> None:
-        self._released.put(oid)  # SimpleQueue.put is safe even inside a GC finalizer
+        self._released.put(("read", oid))  # SimpleQueue.put is safe even inside a GC pass
         if not self._flush_scheduled:
             self._flush_scheduled = True
             try:
@@ -71,13 +102,34 @@ class PlasmaClient:
                 pass
 
     def _flush_releases(self) -> None:
+        """io thread: a read is over; the pin goes back to the store a moment later."""
         self._flush_scheduled = False
-        batch = []
+        now = []
         while True:
             try:
-                batch.append((self._released.get_nowait(),))
+                kind, oid = self._released.get_nowait()
             except queue.Empty:
                 break
+            if kind == "extra":
+                now.append((oid,))
+                continue
+            with self._lock:
+                pin = self._pins.get(oid)
+                if pin is not None:
+                    pin[2] -= 1
+                    if pin[2] == 0:
+                        self.cw.loop.call_later(RELEASE_DELAY, self._maybe_unpin, oid)
+        self._send_releases(now)
+
+    def _maybe_unpin(self, oid: bytes) -> None:
+        with self._lock:
+            pin = self._pins.get(oid)
+            if pin is None or pin[2] > 0:
+                return  # read again meanwhile
+            del self._pins[oid]
+        self._send_releases([(oid,)])
+
+    def _send_releases(self, batch: list) -> None:
         if batch and not self.conn.closed:
             try:
                 self.conn.send_many("store_release", batch)

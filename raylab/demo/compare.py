@@ -26,8 +26,21 @@ def traced_task(control_plane: str):
         a, b = setup()
         with ray.trace() as t:
             ref_c = add.remote(a, b)
-            ray.wait([ref_c])
+            ray.wait([ref_c], fetch_local=False)
         return t.steps(flow=["task", "object"])
+    finally:
+        ray.shutdown()
+
+
+def traced_get(control_plane: str):
+    """The lecture's ``ray.get`` scenario under ``control_plane``: the steps of ``c``."""
+    from raylab.demo import get
+    runner.fresh_cluster(control_plane=control_plane)
+    try:
+        a, b = setup()
+        with ray.trace() as t:
+            ref_c, _ = get.scenario(a, b)
+        return t.steps(object=ref_c.hex())
     finally:
         ray.shutdown()
 
@@ -74,4 +87,4 @@ def run(step: bool = False, out=None, tasks: int = 30) -> str:
     return compare_text(steps, loads, width=runner.WIDTH)
 
 
-__all__ = ["run", "traced_task", "gcs_load"]
+__all__ = ["run", "traced_task", "traced_get", "gcs_load"]

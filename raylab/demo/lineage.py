@@ -41,7 +41,7 @@ def setup():
     a = make.options(scheduling_strategy=prefer("N1")).remote()
     b = double.options(scheduling_strategy=prefer("N2")).remote(a)
     c = inc.options(scheduling_strategy=prefer("N2")).remote(b)
-    ray.wait([c])
+    ray.wait([c], fetch_local=False)
     return a, b, c
 
 

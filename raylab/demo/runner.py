@@ -39,6 +39,7 @@ def step_through(scenario, title: str, out=None, prompt=input) -> None:
     c = out or console()
     c.rule(f"{title} (step mode: press Enter for the next step)")
     stepper = ray.stepper
+    saved = stepper.blocking_get
     stepper.blocking_get = "wait"   # we are the ones stepping
     stepper.on()
     done = threading.Event()
@@ -53,16 +54,19 @@ def step_through(scenario, title: str, out=None, prompt=input) -> None:
             done.set()
 
     threading.Thread(target=run, name="demo-scenario", daemon=True).start()
-    n = 0
-    ev = stepper.wait(10)
-    while ev is not None:
-        n += 1
-        c.print(f"[bold]Step {n}[/bold] [{ev.node} {ev.component}] {ev.narrative}")
-        prompt("")
-        ev = stepper.next(timeout=3.0)
-        if ev is None and not done.is_set():
-            ev = stepper.wait(10)
-    stepper.off()
+    try:
+        n = 0
+        ev = stepper.wait(10)
+        while ev is not None:
+            n += 1
+            c.print(f"[bold]Step {n}[/bold] [{ev.node} {ev.component}] {ev.narrative}")
+            prompt("")
+            ev = stepper.next(timeout=3.0)
+            if ev is None and not done.is_set():
+                ev = stepper.wait(10)
+    finally:
+        stepper.off()
+        stepper.blocking_get = saved
     done.wait(30)
     if errors:
         raise errors[0]

@@ -32,7 +32,7 @@ def setup():
     a = ray.put(np.full(2 * MB, 1, dtype=np.uint8))
     b = make_b.options(scheduling_strategy=NodeAffinitySchedulingStrategy(
         runner.node_id("N2"), soft=False)).remote()
-    ray.wait([b])
+    ray.wait([b], fetch_local=False)
     return a, b
 
 
@@ -40,7 +40,7 @@ def scenario(a, b):
     """The traced part: ``ref_c = add.remote(a, b)``, until the task has run.
     (``ray.get(ref_c)`` is the next lecture scenario: see demo/get.py.)"""
     ref_c = add.remote(a, b)
-    ray.wait([ref_c])
+    ray.wait([ref_c], fetch_local=False)
     return ref_c
 
 

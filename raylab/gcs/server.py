@@ -169,7 +169,9 @@ class GcsHandler:
         return dict(RECEIVED), time.process_time()
 
     def rpc_get_nodes(self, conn):
-        return [n.public() for n in self.gcs.nodes.nodes.values()]
+        # Nodes register concurrently; list them N1, N2, ... so every run reads the same.
+        nodes = sorted(self.gcs.nodes.nodes.values(), key=lambda n: (len(n.label), n.label))
+        return [n.public() for n in nodes]
 
     def rpc_get_resource_view(self, conn):
         return self.gcs.view.snapshot()

@@ -22,6 +22,7 @@ class Trace:
     def __init__(self, recorder: Recorder):
         self._recorder = recorder
         self._frozen: list[TraceEvent] | None = None
+        self._recording: "trace | None" = None   # set by trace.start(); cleared by stop()
 
     @property
     def events(self) -> list[TraceEvent]:
@@ -32,6 +33,13 @@ class Trace:
 
     def freeze(self) -> None:
         self._frozen = self._recorder.snapshot()
+
+    def stop(self) -> "Trace":
+        """End a recording begun with ``raylab.trace().start()`` (no-op otherwise)."""
+        recording, self._recording = self._recording, None
+        if recording is not None:
+            recording.__exit__(None, None, None)
+        return self
 
     def steps(self, flow=None, task=None, object=None, level: int | None = LECTURE,
               **criteria) -> list[TraceEvent]:
@@ -75,7 +83,11 @@ class Trace:
 
 
 class trace:
-    """Context manager: trace the cluster while the block runs (usable as a decorator too)."""
+    """Context manager: trace the cluster while the block runs (usable as a decorator too).
+
+    For a recording that spans notebook cells: ``t = raylab.trace().start()``, later
+    ``t.stop()``.
+    """
 
     def __init__(self):
         self._recorder = Recorder()
@@ -87,6 +99,12 @@ class trace:
         COLLECTOR.add_recorder(self._recorder)
         control.listen()
         return self.result
+
+    def start(self) -> Trace:
+        """Begin recording now; the returned trace's ``stop()`` ends it."""
+        t = self.__enter__()
+        t._recording = self
+        return t
 
     def __exit__(self, *exc) -> None:
         try:

@@ -37,9 +37,14 @@ class StepController:
         self.history: list[TraceEvent] = []   # every step that paused, in order
         # What a blocking ray.get does when the cluster is paused (see wait_through_pauses):
         # "advance" steps by itself every `pace` seconds; "wait" waits for someone else to
-        # step (another thread, a widget click); "error" fails at once saying how to step.
-        self.blocking_get = "advance"
+        # step (another thread, a widget click); "error" fails at once saying how to step;
+        # "auto" (the default) asks `policy`, which raylab.jupyter sets in a kernel ("wait"
+        # where a click can reach a blocked cell, else "advance"); with no policy: "advance".
+        self.blocking_get = "auto"
         self.pace = 0.5
+        self.policy = None            # () -> "advance" | "wait" | "error", used by "auto"
+        self.blocked_get_hooks = []   # callbacks(mode): a blocking get found the cluster paused
+        self.blocked_get = None       # the mode of the blocking get waiting now, else None
         COLLECTOR.on_held.append(self._on_held)
 
     # -- switching -----------------------------------------------------------------
@@ -74,6 +79,11 @@ class StepController:
     def clear_breakpoints(self) -> None:
         self._breakpoints = []
         self._apply()
+
+    @property
+    def stepping(self) -> bool:
+        """Pausing at every step (``on()``), not only at breakpoints."""
+        return self._stepping
 
     @property
     def active(self) -> bool:
@@ -130,33 +140,61 @@ class StepController:
     resume = continue_
 
     # -- a blocking ray.get while paused ------------------------------------------------
+    def blocking_mode(self) -> str:
+        """What a blocking get does now: "advance", "wait" or "error" ("auto" resolved)."""
+        mode = self.blocking_get
+        if mode == "auto":
+            policy = self.policy
+            try:
+                mode = policy() if policy is not None else "advance"
+            except Exception:  # a broken policy must not break ray.get
+                mode = "advance"
+        if mode not in ("advance", "wait", "error"):
+            raise ValueError(f"invalid value for raylab.stepper.blocking_get, expected "
+                             f"\"auto\", \"advance\", \"wait\" or \"error\" (not {mode!r})")
+        return mode
+
     def wait_through_pauses(self, waiter, timeout: float | None) -> bool:
         """Wait for ``waiter`` (a blocking get) while the cluster may be paused.
 
         Nothing may hang silently: with ``blocking_get == "advance"`` the cluster moves
         one step every ``pace`` seconds (so a plain script still finishes, at a pace you
         can watch); with ``"error"`` a get that would wait on a paused cluster raises at
-        once, saying how to step; with ``"wait"`` someone else must step.
+        once, saying how to step; with ``"wait"`` someone else must step (the hooks in
+        ``blocked_get_hooks`` are told, so a notebook can say where to click).
         """
         import time
         deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            if self.blocking_get == "error" and self._held:
-                raise RuntimeError(
-                    "ray.get would wait for a cluster paused in step mode. Step it with "
-                    "raylab.stepper.next() (or %raylab next, or the dashboard's Next button) "
-                    "from another cell or thread, use `await ref` instead of ray.get, or "
-                    "switch step mode off with raylab.stepper.off().")
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                return False
-            piece = self.pace if left is None else min(self.pace, left)
-            if waiter.wait(piece):
-                return True
-            if self.blocking_get == "advance" and self._held:
-                self.next(timeout=0)
-            if not self.active:
-                return waiter.wait(left)
+        told = False
+        try:
+            while True:
+                mode = self.blocking_mode()
+                if self._held and not told:
+                    told = True
+                    self.blocked_get = mode
+                    for hook in list(self.blocked_get_hooks):
+                        try:
+                            hook(mode)
+                        except Exception:
+                            pass
+                if mode == "error" and self._held:
+                    raise RuntimeError(
+                        "ray.get would wait for a cluster paused in step mode. Step it with "
+                        "raylab.stepper.next() (or %raylab next, or the dashboard's Next "
+                        "button) from another cell or thread, use `await ref` instead of "
+                        "ray.get, or switch step mode off with raylab.stepper.off().")
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                piece = self.pace if left is None else min(self.pace, left)
+                if waiter.wait(piece):
+                    return True
+                if mode == "advance" and self._held:
+                    self.next(timeout=0)
+                if not self.active:
+                    return waiter.wait(left)
+        finally:
+            self.blocked_get = None
 
     # -- releasing ------------------------------------------------------------------
     def _release(self, ev: TraceEvent) -> None:

@@ -103,6 +103,7 @@ NARRATIVES = {
     "node_marked_dead": "GCS marks {label} DEAD ({cause}) and broadcasts the death",
     "worker_died": "{who} notices that a worker died",
     "retry_task": "{who} retries {name} (attempt {attempt}: {why})",
+    "object_lost": "{who} (the owner) finds every copy of {object} gone (it was on {where})",
     "reconstruct_object": "{who} (the owner) re-executes {name} from its lineage to rebuild "
                           "the lost {object} (attempt {attempt})",
     "kill_node": "chaos: {label} is killed (its raylet, object store and workers)",

@@ -31,6 +31,7 @@ _EXPORTS = {
     "LineageView": "lineage",
     "timeline_view": "timeline", "timeline_text": "timeline", "timeline_html": "timeline",
     "TimelineView": "timeline",
+    "compare_view": "compare", "CompareView": "compare",
     "View": "render",
 }
 

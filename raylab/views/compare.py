@@ -11,7 +11,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from raylab.views.render import to_html, to_text
+from raylab.views.render import View, to_html, to_text
 
 TITLES = {"centralized": "lecture: centralized (GCS object table, global scheduler)",
           "ownership": "Ray 2: ownership (owners, leases, spillback)"}
@@ -75,3 +75,19 @@ def compare_text(steps: dict, loads: dict | None = None, *, width: int = 110) ->
 
 def compare_html(steps: dict, loads: dict | None = None, *, width: int = 110) -> str:
     return to_html(compare_renderable(steps, loads, width), width)
+
+
+class CompareView(View):
+    """The comparison as a view: rich in a terminal, HTML and stable text in a notebook."""
+
+    def __init__(self, steps: dict, loads: dict | None = None):
+        self.steps, self.loads = steps, loads
+
+    def renderable(self, width: int):
+        return compare_renderable(self.steps, self.loads, width)
+
+
+def compare_view(steps: dict, loads: dict | None = None) -> CompareView:
+    """``steps``: control plane -> its trace events; ``loads``: control plane -> the GCS
+    load dict of :func:`raylab.demo.compare.gcs_load` (optional)."""
+    return CompareView(steps, loads)

@@ -144,7 +144,7 @@ def _retry_task(m, ev):
 # -- objects ---------------------------------------------------------------------------
 def _available(o: ObjectInfo) -> None:
     """The object has a value again: "rebuilt" if it had been lost, else "ready"."""
-    o.state = REBUILT if (o.state == LOST or o.reconstructing) else READY
+    o.state = REBUILT if (o.state in (LOST, REBUILT) or o.reconstructing) else READY
     o.reconstructing = False
 
 

@@ -1,0 +1,154 @@
+"""What the Jupyter kernel can do while a cell runs, and the shims that make clicks arrive.
+
+A kernel runs cells on its main thread. A widget click is a ``comm_msg`` sent by
+the front end, and whether it is handled while a cell is still running depends
+on the kernel and the front end (measured: ``shared/notes/jupyter-facts.md``):
+
+==============================  ==========================  ===========================
+                                cell blocks (``ray.get``)   cell awaits (``await ref``)
+==============================  ==========================  ===========================
+ipykernel 6.x (no subshells)    click waits for the cell    click waits for the cell
+ipykernel 7.0-7.3               handled on a subshell if    click waits for the cell
+                                the front end sends it on
+                                one (JupyterLab >= 4.4)
+ipykernel 7.4+                  the same, once the comm is  handled at once
+                                routed to the sender's
+                                subshell (shim below)
+==============================  ==========================  ===========================
+
+JupyterLab >= 4.4 sends widget messages on a kernel *subshell* (its setting
+``commsOverSubshells``); a subshell is a thread of its own, so the click is
+handled even though the main thread is blocked. ipykernel 7.4 added
+``Comm._reply_subshell_for``, which sends a comm's messages back to the shell
+that last *published* on it, the main shell for a widget made in a cell, and
+so undoes that. :func:`route_to_sender` puts back the 7.0-7.3 behaviour for
+our own widgets: a message is handled on the subshell it arrived on.
+
+raylab therefore never lets the Next button depend on the kernel's main thread:
+the paused thing is the cluster (other processes), and a click only has to
+reach the step controller. This module decides what a blocking ``ray.get``
+does on a paused cluster (:func:`blocking_get_policy`, installed into
+``raylab.stepper`` by :func:`install`): "wait" for clicks where they can
+arrive, else "advance" by itself at a visible pace.
+"""
+from __future__ import annotations
+
+import threading
+
+_live_controls = 0           # dashboards whose buttons can step the cluster now
+_lock = threading.Lock()
+_installed = False
+
+
+def kernel():
+    """The running ipykernel ``Kernel``, or None outside a Jupyter kernel."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return None
+    shell = get_ipython()
+    return getattr(shell, "kernel", None) if shell is not None else None
+
+
+def ipykernel_version() -> tuple:
+    """``(7, 4, 0)``; ``()`` when ipykernel is not installed."""
+    try:
+        import ipykernel
+    except ImportError:
+        return ()
+    parts = []
+    for piece in ipykernel.__version__.split(".")[:3]:
+        digits = "".join(c for c in piece if c.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)
+
+
+def client_subshells(k=None) -> list:
+    """The subshells a front end created in this kernel (JupyterLab >= 4.4 makes one for
+    widget messages); empty on ipykernel 6, under nbclient and nbval."""
+    k = k if k is not None else kernel()
+    if k is None or not getattr(k, "_supports_kernel_subshells", False):
+        return []
+    manager = getattr(getattr(k, "shell_channel_thread", None), "manager", None)
+    try:
+        return list(manager.list_subshell()) if manager is not None else []
+    except Exception:
+        return []
+
+
+def clicks_reach_blocked_cells(k=None) -> bool:
+    """Can a click be handled while a cell blocks? Only on a front-end subshell."""
+    return bool(client_subshells(k))
+
+
+def clicks_reach_awaiting_cells(k=None) -> bool:
+    """Can a click be handled while a cell awaits? ipykernel >= 7.4, or on a subshell."""
+    k = k if k is not None else kernel()
+    if k is None:
+        return False
+    return ipykernel_version() >= (7, 4) or clicks_reach_blocked_cells(k)
+
+
+def route_to_sender(widget) -> None:
+    """Handle this widget's incoming messages on the subshell they arrived on.
+
+    The ipykernel 7.4 shim (a no-op elsewhere): without it a click sent on
+    JupyterLab's subshell waits until the running cell ends. It is a private
+    hook of ipykernel, so it is set only where it exists, per widget.
+    """
+    comm = getattr(widget, "comm", None)
+    if comm is not None and hasattr(comm, "_reply_subshell_for"):
+        comm._reply_subshell_for = _arrived_on
+
+
+def _arrived_on(data, default):
+    return default
+
+
+def controls_shown(delta: int) -> None:
+    """A dashboard with step controls appeared (+1) or closed (-1)."""
+    global _live_controls
+    with _lock:
+        _live_controls = max(0, _live_controls + delta)
+
+
+def blocking_get_policy() -> str:
+    """What a blocking ``ray.get`` on a paused cluster does in this kernel.
+
+    "wait" for a click when one can arrive (a dashboard's controls are shown and
+    the front end sends widget messages on a subshell); "advance" by itself
+    otherwise (nbclient, nbval, ipykernel 6, a script), so it never hangs.
+    """
+    if _live_controls and clicks_reach_blocked_cells():
+        return "wait"
+    return "advance"
+
+
+def _tell_waiting(mode: str) -> None:
+    """Printed in the blocked cell, so a waiting get is never a silent hang."""
+    if mode == "wait":
+        print("raylab: ray.get waits for the paused cluster. Click Next or Continue on the "
+              "dashboard (clicks reach the kernel while this cell runs), or interrupt the "
+              "kernel.", flush=True)
+
+
+def install() -> None:
+    """Make ``raylab.stepper``'s "auto" blocking-get mode ask this kernel (idempotent)."""
+    global _installed
+    from raylab.tracing.stepper import STEPPER
+    if _installed:
+        return
+    _installed = True
+    STEPPER.policy = blocking_get_policy
+    STEPPER.blocked_get_hooks.append(_tell_waiting)
+
+
+def describe() -> dict:
+    """The facts above for this kernel, for ``%raylab status`` and bug reports."""
+    k = kernel()
+    return {"kernel": k is not None,
+            "ipykernel": ".".join(map(str, ipykernel_version())) or "-",
+            "subshells": len(client_subshells(k)),
+            "clicks while a cell blocks": clicks_reach_blocked_cells(k),
+            "clicks while a cell awaits": clicks_reach_awaiting_cells(k),
+            "blocking get on a paused cluster": blocking_get_policy()}
