@@ -144,6 +144,9 @@ def _start(cluster: LocalCluster, num_nodes: int, node_resources: dict, store_me
     if not registered.wait(60):
         raise exc.RaySystemError(f"the cluster's {num_nodes} node(s) did not all start; see "
                                  f"the logs in {session.dir}/logs")
+    for n in list(cw.nodes.values()):  # and every raylet has heard of every other
+        conn = cw.run_sync(cw.conn_to(n["RayletSocketName"]), 30)
+        cw.rpc_sync(conn, "wait_for_nodes", num_nodes, timeout=30)
     cw.cluster = cluster
     del head
     return cw

@@ -150,8 +150,11 @@ def test_random_worker_kills_on_a_dag_of_200_tasks(two_nodes):
         victims = [w for n in cluster_snapshot().nodes if n.alive for w in n.workers
                    if w.state == "LEASED"]
         if victims:
-            chaos.kill_worker(rng.choice(victims).label)
-            killed += 1
+            try:
+                chaos.kill_worker(rng.choice(victims).pid)
+                killed += 1
+            except ValueError:  # it died (an earlier kill) after the snapshot: pick again
+                pass
     values = ray.get(pairs, timeout=120)
     assert [int(v[0]) for v in values] == expected
     assert all(int(v[-1]) == e for v, e in zip(values, expected))

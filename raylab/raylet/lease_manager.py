@@ -68,6 +68,7 @@ class LeaseManager:
         self.leases: dict[int, Lease] = {}
         self.others: dict[bytes, NodeResources] = {}   # other nodes, from the GCS broadcast
         self.addresses: dict[bytes, str] = {}          # node id -> raylet address
+        self.labels: dict[bytes, str] = {}             # node id -> label (N1, N2, ...)
         self._lease_counter = 0
         self._spread_cursor = 0
         self.centralized = cfg.control_plane == "centralized"
@@ -294,8 +295,10 @@ class LeaseManager:
                 out += self.request(req)
         return out
 
-    def node_added(self, node_id: bytes, address: str) -> None:
+    def node_added(self, node_id: bytes, address: str, label: str | None = None) -> None:
         self.addresses[node_id] = address
+        if label:
+            self.labels[node_id] = label
 
     def node_dead(self, node_id: bytes) -> list:
         self.addresses.pop(node_id, None)
@@ -315,7 +318,7 @@ class LeaseManager:
         if node_id == self.node_id:
             return self.label
         n = self.others.get(node_id)
-        return n.label if n is not None else "?"
+        return n.label if n is not None else self.labels.get(node_id, "?")
 
     def report(self) -> tuple:
         return (dict(self.available), dict(self.total))

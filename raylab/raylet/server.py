@@ -57,6 +57,17 @@ class Raylet:
         self._connecting: dict[str, asyncio.Task] = {}
         self.objects = ObjectManager(self, arena_fd, store_memory, session.spill_dir(label))
         self.directory = make_directory(self, self.cfg.control_plane)
+        self.node_waiters: list[tuple[int, asyncio.Future]] = []   # (count, future)
+
+    def nodes_known(self) -> int:
+        return 1 + len(self.leases.labels.keys() - {self.node_id})
+
+    def wake_node_waiters(self) -> None:
+        known = self.nodes_known()
+        for n, fut in [w for w in self.node_waiters if w[0] <= known]:
+            self.node_waiters.remove((n, fut))
+            if not fut.done():
+                fut.set_result(True)
 
     # -- effects -----------------------------------------------------------------------
     def apply(self, e):
@@ -163,7 +174,9 @@ class Raylet:
             os.getpid(), self.head)
         for n in nodes:
             if n["Alive"]:
-                self.leases.node_added(bytes.fromhex(n["NodeID"]), n["RayletSocketName"])
+                self.leases.node_added(bytes.fromhex(n["NodeID"]), n["RayletSocketName"],
+                                       n["NodeName"])
+        self.wake_node_waiters()
         self.run_soon(self.leases.update_view(view))
         await self.set_trace_config(*trace_cfg)
 
@@ -252,7 +265,18 @@ class RayletHandler:
         self.r.run_soon(self.r.leases.update_view(snapshot))
 
     def rpc_node_added(self, conn, info):
-        self.r.leases.node_added(bytes.fromhex(info["NodeID"]), info["RayletSocketName"])
+        self.r.leases.node_added(bytes.fromhex(info["NodeID"]), info["RayletSocketName"],
+                                 info["NodeName"])
+        self.r.wake_node_waiters()
+
+    async def rpc_wait_for_nodes(self, conn, count: int):
+        """``ray.init``: answer once this raylet knows ``count`` nodes (itself included), so
+        the first steps anyone traces name every node (N1, not "?")."""
+        if self.r.nodes_known() >= count:
+            return True
+        fut = self.r.loop.create_future()
+        self.r.node_waiters.append((count, fut))
+        return await fut
 
     def rpc_node_dead(self, conn, node_id, label, cause):
         self.r.run_soon(self.r.leases.node_dead(node_id))
