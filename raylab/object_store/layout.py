@@ -73,14 +73,50 @@ class Layout:
 def pack_into(dest: memoryview, layout: Layout) -> None:
     """Write the object into ``dest`` (a writable byte view of its block).
 
-    One slice assignment (one memcpy) per part; never a joined copy.
+    One slice assignment (one memcpy) per part; never a joined copy. A large
+    buffer is copied by several threads at once (see ``copy_bytes``).
     """
     if dest.nbytes < layout.size:
         raise ValueError(f"block of {dest.nbytes} bytes is too small for {layout.size}")
     dest[:len(layout.header)] = layout.header
     dest[layout.data_offset:layout.data_offset + len(layout.data)] = layout.data
     for off, view in zip(layout.buffer_offsets, layout.buffers):
-        dest[off:off + view.nbytes] = view
+        copy_bytes(dest[off:off + view.nbytes], view)
+
+
+PARALLEL_COPY_MIN = 16 << 20   # below this, one memcpy is faster than waking threads
+COPY_THREADS = 2               # like Ray's plasma client (memcopy_threads): one core
+                               # cannot saturate memory bandwidth, two come close
+_pool = None
+
+
+def copy_bytes(dest: memoryview, src: memoryview) -> None:
+    """``dest[:] = src``; for a large buffer, ``COPY_THREADS`` slices copied at once.
+
+    numpy's copy releases the GIL, so the threads really copy in parallel; without
+    numpy (then the buffers are not arrays anyway) it is a single copy.
+    """
+    n = src.nbytes
+    if n < PARALLEL_COPY_MIN or COPY_THREADS < 2:
+        dest[:] = src
+        return
+    try:
+        import numpy as np
+    except ImportError:
+        dest[:] = src
+        return
+    global _pool
+    if _pool is None:
+        from concurrent.futures import ThreadPoolExecutor
+        _pool = ThreadPoolExecutor(COPY_THREADS - 1, thread_name_prefix="raylab-memcpy")
+    d, s = np.frombuffer(dest, np.uint8), np.frombuffer(src, np.uint8)
+    step = _aligned(n // COPY_THREADS)
+    cuts = [(i, min(i + step, n)) for i in range(0, n, step)]
+    others = [_pool.submit(np.copyto, d[a:b], s[a:b]) for a, b in cuts[1:]]
+    a, b = cuts[0]
+    np.copyto(d[a:b], s[a:b])           # this thread copies the first slice itself
+    for f in others:
+        f.result()
 
 
 def pack(data, buffers=()) -> bytearray:
