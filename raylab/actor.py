@@ -8,13 +8,12 @@ and its resources released (detached actors live on until killed).
 """
 from __future__ import annotations
 
-import hashlib
 import inspect
 
 from raylab import ids
 from raylab import options as opt
 from raylab.core_worker.object_ref import ObjectRef
-from raylab.core_worker.serialization import dumps_function
+from raylab.core_worker.serialization import export_function
 from raylab.core_worker.task_spec import ACTOR_CREATION_TASK, ACTOR_TASK, TaskSpec
 from raylab.tracing.emit import TRACER, step
 
@@ -75,24 +74,22 @@ class ActorClass:
         from raylab.api import _core_worker_or_autoinit
         cw = _core_worker_or_autoinit()
         if self._blob is None:
-            self._blob = dumps_function(self._cls)
-            self._fid = hashlib.sha1(self._blob).digest()[:20]
+            self._blob, self._fid = export_function(self._cls)
         if self._fid not in cw.exported:
             cw.exported.add(self._fid)
             TRACER.on and step("core_worker", "actor", "export_function",
                                function=self._fid.hex(),
                                detail={"name": self.__name__, "bytes": len(self._blob)})
             cw.export(self._fid, self.__name__, self._blob)
-        namespace = c["namespace"] or cw.namespace
+        namespace = c["namespace"] or cw.namespace  # None in a worker: the GCS uses the job's
         if c["get_if_exists"] and c["name"]:
-            existing = _lookup(cw, c["name"], namespace)
+            existing = _lookup(cw, c["name"], namespace or job_namespace(cw))
             if existing is not None:
                 return existing
         arg_list, kw_names, nested = cw.task_manager.build_args(args, kwargs,
                                                                  f"{self.__name__}.__init__")
         ctx = cw.ctx
-        ctx.task_counter += 1
-        actor_id = ids.actor_id(cw.current_job(), ctx.task_id, ctx.task_counter)
+        actor_id = ids.actor_id(cw.current_job(), ctx.task_id, ctx.next_task_index())
         is_async = self._is_async
         actor_options = {"class_name": self.__name__, "is_async": is_async,
                          "max_concurrency": c["max_concurrency"]}
@@ -111,10 +108,9 @@ class ActorClass:
                 "detached": c["detached"], "max_restarts": c["max_restarts"],
                 "max_task_retries": c["max_task_retries"], "methods": self._methods,
                 "get_if_exists": c["get_if_exists"]}
-        existing = cw.actors.register(spec, meta)
+        existing = cw.actors.register(spec, meta, nested)
         if existing is not None:  # get_if_exists raced with another creator
             return _handle_from_info(existing)
-        del nested
         return ActorHandle(actor_id, self.__name__, self._methods, handle_ref,
                            c["max_task_retries"])
 
@@ -194,8 +190,7 @@ class ActorMethod:
         name = f"{h._class_name}.{self._name}"
         arg_list, kw_names, _nested = cw.task_manager.build_args(args, kwargs, name)
         ctx = cw.ctx
-        ctx.task_counter += 1
-        tid = ids.actor_task_id(h._actor_id, ctx.task_id, ctx.task_counter)
+        tid = ids.actor_task_id(h._actor_id, ctx.task_id, ctx.next_task_index())
         spec = TaskSpec(tid, cw.current_job(), ACTOR_TASK, b"", name, arg_list, kw_names,
                         num_returns, {}, None, ("DEFAULT",), 0, False, None, cw.address,
                         cw.worker_id, ctx.task_id, actor_id=h._actor_id,
@@ -249,7 +244,16 @@ def _compile(o: dict, class_name: str) -> dict:
 def _handle_from_info(info: dict) -> ActorHandle:
     oid = ids.object_id(ids.actor_creation_task_id(info["actor_id"]), 1)
     ref = ObjectRef(oid, info["owner"]) if info.get("owner") else None
-    return ActorHandle(info["actor_id"], info["class_name"], info["methods"], ref)
+    return ActorHandle(info["actor_id"], info["class_name"], info["methods"], ref,
+                       info.get("max_task_retries", 0))
+
+
+def job_namespace(cw) -> str | None:
+    """The job's namespace: a driver has it from ``init``; a worker asks the GCS once."""
+    if cw.namespace is None:
+        cw.namespace = cw.rpc_sync(cw.gcs_for_user(), "get_job_namespace", cw.current_job(),
+                                   timeout=30)
+    return cw.namespace
 
 
 def _lookup(cw, name: str, namespace: str):
@@ -262,7 +266,7 @@ def get_actor_handle(name: str, namespace: str | None = None) -> ActorHandle:
     cw = _core_worker()
     if not isinstance(name, str) or not name:
         raise ValueError("Please supply a non-empty value to get_actor")
-    ns = namespace or cw.namespace
+    ns = namespace or job_namespace(cw)
     handle = _lookup(cw, name, ns)
     if handle is None:
         raise ValueError(f"Failed to look up actor with name '{name}'. This could because 1. "

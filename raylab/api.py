@@ -6,16 +6,15 @@ from __future__ import annotations
 
 import atexit
 import inspect
-import os
 import threading
 
 from raylab import exceptions as exc
 from raylab import options as opt
-from raylab.cluster import LocalCluster, machine_memory
-from raylab.config import Config
+from raylab.cluster import LocalCluster
 from raylab.core_worker import current
-from raylab.core_worker.core_worker import DRIVER, CoreWorker, print_worker_lines
 from raylab.core_worker.object_ref import ObjectRef
+from raylab.driver import STANDING, check_connect_args, connect, existing_cluster, plan_cluster, \
+    start_cluster
 from raylab.remote_function import RemoteFunction
 from raylab.runtime_context import RuntimeContext
 
@@ -24,7 +23,6 @@ _cluster: LocalCluster | None = None
 _IGNORED_INIT_ARGS = {"include_dashboard", "dashboard_host", "dashboard_port", "logging_level",
                       "logging_format", "log_to_driver", "configure_logging", "job_config",
                       "_temp_dir", "_metrics_export_port", "_node_ip_address"}
-CONTROL_PLANES = ("ownership", "centralized")
 
 
 class RayContext(dict):
@@ -41,6 +39,18 @@ class RayContext(dict):
 
     def __exit__(self, *a):
         shutdown()
+
+    def _repr_html_(self) -> str:
+        """In a notebook: the cluster that init started, a row per node."""
+        from raylab.views.html import escape, table
+        if not is_initialized():
+            return "<b>raylab</b>: shut down"
+        sizes = {n.label: n.object_store_memory for n in _cluster.nodes.values()}
+        rows = [[n["NodeName"], "ALIVE" if n["Alive"] else "DEAD",
+                 f"{n['Resources'].get('CPU', 0):g}",
+                 f"{(sizes.get(n['NodeName']) or 0) / 2**20:,.0f} MiB"] for n in nodes()]
+        return (f"<b>raylab</b> cluster ({escape(self.get('control_plane', ''))} control "
+                f"plane)" + table(["node", "state", "CPUs", "object store"], rows))
 
 
 def is_initialized() -> bool:
@@ -61,6 +71,10 @@ def init(address: str | None = None, *, num_nodes: int = 1, num_cpus: float | No
     Each simulated node gets ``num_cpus`` CPUs (default: this machine's count),
     ``num_gpus`` GPUs, the custom ``resources`` and ``object_store_memory`` bytes
     of shared memory (default: 30% of RAM, divided among the nodes).
+
+    ``address=cluster.address`` (or ``"auto"``) connects to a cluster that a
+    ``raylab.cluster_utils.Cluster`` of this process started, as in Ray's tests.
+    Every argument is checked before anything starts: a bad one leaves nothing behind.
     """
     global _cluster
     unknown = set(kwargs) - _IGNORED_INIT_ARGS
@@ -73,88 +87,32 @@ def init(address: str | None = None, *, num_nodes: int = 1, num_cpus: float | No
             raise RuntimeError("Maybe you called ray.init twice by accident? This error can be "
                                "suppressed by passing in 'ignore_reinit_error=True' or by "
                                "calling 'ray.shutdown()' prior to 'ray.init()'.")
-        if address not in (None, "local"):
-            raise NotImplementedError("raylab always starts its own local cluster; connecting "
-                                      f"to an existing cluster (address={address!r}) is not "
-                                      "supported")
         if local_mode:
             raise NotImplementedError("local_mode is not supported (it is deprecated in Ray too)")
-        if control_plane is None:  # the test suite runs everything under both
-            control_plane = os.environ.get("RAYLAB_CONTROL_PLANE", "ownership")
-        if control_plane not in CONTROL_PLANES:
-            raise ValueError(f"invalid value for control_plane, expected one of "
-                             f"{CONTROL_PLANES} (not {control_plane!r})")
-        if isinstance(num_nodes, bool) or not isinstance(num_nodes, int) or num_nodes < 1:
-            raise ValueError(f"num_nodes must be an integer >= 1, got {num_nodes!r}")
-        node_resources = _node_resources(num_cpus, num_gpus, resources)
-        if object_store_memory is None:
-            object_store_memory = int(machine_memory() * 0.3 / num_nodes)
-        elif isinstance(object_store_memory, bool) or not isinstance(object_store_memory, int) \
-                or object_store_memory < 1024 * 1024:
-            raise ValueError("object_store_memory must be an integer number of bytes >= 1 MiB, "
-                             f"got {object_store_memory!r}")
-        cfg = Config.from_env(control_plane=control_plane, **(_system_config or {}))
-        cluster = LocalCluster(cfg, control_plane)
+        if namespace is not None and not isinstance(namespace, str):
+            raise TypeError(f"namespace must be a string or None, not {namespace!r}")
+        job_env = opt.runtime_env_of({"runtime_env": runtime_env})
+        existing = existing_cluster(address)
+        if existing is not None:
+            check_connect_args(num_nodes, num_cpus, num_gpus, resources, object_store_memory,
+                                control_plane, _system_config)
+            cluster = existing
+        else:
+            plan = plan_cluster(num_nodes, num_cpus, num_gpus, resources, object_store_memory,
+                                control_plane, _system_config)
+            cluster = start_cluster(*plan)
         try:
-            cw = _start(cluster, num_nodes, node_resources, object_store_memory, namespace)
+            cw = connect(cluster, namespace)
         except BaseException:
-            cluster.shutdown()
+            if existing is None:
+                cluster.shutdown()
             raise
         _cluster = cluster
-        cw.job_runtime_env = opt.runtime_env_of({"runtime_env": runtime_env})
+        cw.job_runtime_env = job_env
         if kwargs.get("log_to_driver") is False:
             cw.on_log = None  # worker output stays in the session's log files
         atexit.register(shutdown)
         return _context()
-
-
-def _node_resources(num_cpus, num_gpus, resources) -> dict:
-    out = opt.resources_of({"num_cpus": num_cpus, "num_gpus": num_gpus,
-                            "resources": resources or {}},
-                           float(os.cpu_count() or 1))
-    mem = machine_memory()
-    out.setdefault("memory", float(int(mem * 0.7)))
-    return out
-
-
-def _start(cluster: LocalCluster, num_nodes: int, node_resources: dict, store_memory: int,
-           namespace: str | None) -> CoreWorker:
-    cluster.start_gcs()
-    for _ in range(num_nodes):
-        cluster.add_node(dict(node_resources), store_memory)
-    head = cluster.nodes["N1"]
-    session = cluster.session
-    from raylab import ids
-    cw = CoreWorker(session, DRIVER, ids.node_id(1), "N1", session.socket("r1"),
-                    b"", session.socket("driver"))
-    cw.namespace = namespace or "anonymous_namespace"
-    cw.on_log = print_worker_lines
-    registered = threading.Event()
-
-    def on_node(_info):
-        if sum(1 for n in cw.nodes.values() if n["Alive"]) >= num_nodes:
-            registered.set()
-
-    cw.listeners.setdefault("node_added", []).append(on_node)
-    cw.start()
-    cw.attach_plasma(cluster.procs.head_arena)
-    cw.worker_id = ids.driver_worker_id(cw.job_id)
-    _attach_tracing(cw)
-    on_node(None)
-    if not registered.wait(60):
-        raise exc.RaySystemError(f"the cluster's {num_nodes} node(s) did not all start; see "
-                                 f"the logs in {session.dir}/logs")
-    for n in list(cw.nodes.values()):  # and every raylet has heard of every other
-        conn = cw.run_sync(cw.conn_to(n["RayletSocketName"]), 30)
-        cw.rpc_sync(conn, "wait_for_nodes", num_nodes, timeout=30)
-    cw.cluster = cluster
-    del head
-    return cw
-
-
-def _attach_tracing(cw: CoreWorker) -> None:
-    from raylab.tracing import recorder
-    recorder.COLLECTOR.attach(cw)
 
 
 def _context() -> RayContext:
@@ -178,8 +136,8 @@ def shutdown(_exiting_interpreter: bool = False) -> None:
             control.reset()
             recorder.COLLECTOR.detach(cw)
             cw.shutdown()
-        if cluster is not None:
-            cluster.shutdown()
+        if cluster is not None and cluster not in STANDING.values():
+            cluster.shutdown()  # a cluster_utils.Cluster's cluster stays up until its shutdown
         try:
             atexit.unregister(shutdown)
         except Exception:
@@ -284,19 +242,24 @@ def wait(object_refs, *, num_returns: int = 1, timeout: float | None = None,
         if not isinstance(r, ObjectRef):
             raise TypeError(f"wait() expected a list of ray.ObjectRef, got list containing "
                             f"{type(r)}")
+    timeout = _check_timeout(timeout)
+    if not object_refs:
+        return [], []
     if len(set(object_refs)) != len(object_refs):
         raise ValueError("Wait requires a list of unique object refs.")
-    if isinstance(num_returns, bool) or not isinstance(num_returns, int) or num_returns < 0:
+    if isinstance(num_returns, bool) or not isinstance(num_returns, int) or num_returns <= 0:
         raise ValueError(f"Invalid number of objects to return {num_returns}.")
     if num_returns > len(object_refs):
         raise ValueError("num_returns cannot be greater than the number of objects provided to "
                          "ray.wait.")
-    return cw.objects.wait(list(object_refs), num_returns, _check_timeout(timeout), fetch_local)
+    return cw.objects.wait(list(object_refs), num_returns, timeout, fetch_local)
 
 
 def cancel(object_ref: ObjectRef, *, force: bool = False, recursive: bool = True) -> None:
     """Cancel the task that makes ``object_ref``: queued tasks never run; a running one gets
-    KeyboardInterrupt (``force=True`` kills its worker). ``get`` then raises TaskCancelledError."""
+    KeyboardInterrupt (``force=True`` kills its worker). ``get`` then raises TaskCancelledError.
+    With ``recursive=True`` (the default, as in Ray) the tasks it submitted that are still
+    pending or running are cancelled too."""
     cw = _core_worker()
     if not isinstance(object_ref, ObjectRef):
         raise TypeError(f"ray.cancel() only supported for object refs. For actors, try "
@@ -309,7 +272,8 @@ def cancel(object_ref: ObjectRef, *, force: bool = False, recursive: bool = True
     tid = ids.task_of_object(object_ref._id)
     if getattr(cw, "actors", None) is not None and cw.actors.owns_task(tid):
         raise NotImplementedError("cancelling actor tasks is not supported; use ray.kill")
-    cw.call_soon(cw.submitter.cancel, tid, force)
+    # recursive: the worker running the task cancels the tasks it submitted, and so on down
+    cw.call_soon(cw.submitter.cancel, tid, force, bool(recursive))
 
 
 # -- the cluster ---------------------------------------------------------------------
@@ -360,7 +324,10 @@ def timeline(filename: str | None = None):
 
 
 def get_gpu_ids() -> list:
-    return []
+    """The GPU indices the running task or actor holds (``[]`` in the driver), as Ray."""
+    cw = current.CORE_WORKER
+    ex = cw.executor if cw is not None else None
+    return list(ex.gpu_ids) if ex is not None else []
 
 
 def cluster():

@@ -79,14 +79,19 @@ class LocalCluster:
         raise ValueError(f"unknown node {which!r}; nodes are "
                          f"{', '.join(sorted(self.nodes, key=lambda s: (len(s), s)))}")
 
-    def kill_node(self, which) -> NodeHandle:
-        """Kill a node's processes at once (SIGKILL to its process group), like pulling a plug."""
+    def live_worker_node(self, which, doing: str = "kill") -> NodeHandle:
+        """The node ``which``, if failure injection may hit it: alive, and not the head."""
         node = self.node(which)
         if node.head:
             raise ValueError(f"{node.label} is the head node (it hosts the driver's raylet); "
-                             "kill a worker node instead")
+                             f"{doing} a worker node instead")
         if not node.alive:
             raise ValueError(f"{node.label} is already dead")
+        return node
+
+    def kill_node(self, which) -> NodeHandle:
+        """Kill a node's processes at once (SIGKILL to its process group), like pulling a plug."""
+        node = self.live_worker_node(which)
         self.procs.kill_node(node.label)
         node.alive = False
         return node

@@ -34,6 +34,10 @@ class Config:
     # a put that finds the store full of objects pinned by readers waits this long for
     # them to be released before it fails with ObjectStoreFullError
     object_store_full_timeout_ms: int = 3000
+    # a process keeps its pin on an object this long after its last read ended, so a
+    # get of it again needs no request; the store asks for the pin back when it needs
+    # the room or the object is freed
+    object_store_release_delay_ms: int = 1000
     # workers prestarted by each raylet at startup (capped by its CPUs)
     num_prestart_workers: int = 2
     # idle workers above the node's CPU count are ended after this long

@@ -27,11 +27,22 @@ class RaySystemError(RayError):
         return s
 
 
+# Ray's words when a task (or an actor's creation task) cannot run because one of its
+# arguments failed; the GCS reads a creation error's cause by them.
+ARGUMENT_NOT_COMPUTED = "At least one of the input arguments for this task could not be computed"
+
+
 class RayTaskError(RayError):
-    """A task or actor method raised; ``cause`` is the original exception."""
+    """A task or actor method raised; ``cause`` is the original exception.
+
+    Its text is Ray's: the remote traceback, headed by ``ray::f() (pid=..., ip=...)``.
+    A task that re-raises a nested task's error (``ray.get`` of a failed child) keeps the
+    innermost user exception as ``cause``, so ``except ValueError`` still catches it."""
 
     def __init__(self, function_name, traceback_str, cause, proctitle=None, pid=None,
                  ip="127.0.0.1", actor_repr=None, actor_id=None):
+        if isinstance(cause, RayTaskError):  # no RayTaskError(RayTaskError(...)) nesting
+            cause = cause.cause
         self.function_name = function_name
         self.traceback_str = traceback_str
         self.cause = cause
@@ -40,29 +51,32 @@ class RayTaskError(RayError):
         self.ip = ip
         self.actor_repr = actor_repr
         self.actor_id = actor_id
-        super().__init__(self._message())
+        super().__init__(function_name, traceback_str, cause, proctitle, pid, ip)
 
-    def _message(self) -> str:
+    def _header(self) -> str:
         head = f"{self.proctitle}() (pid={self.pid}, ip={self.ip}"
         if self.actor_repr:
             head += f", actor_id={self.actor_id}, repr={self.actor_repr}"
-        head += ")"
-        body = (self.traceback_str or "").rstrip()
-        return f"{type(self.cause).__name__ if self.cause is not None else 'Error'}: {head}\n{body}"
+        return head + ")"
 
     def __str__(self):
-        return self._message()
+        # Ray's form: the traceback with its "Traceback ..." line replaced by the header
+        lines = (self.traceback_str or "").strip().split("\n")
+        if not any(line.startswith("Traceback ") for line in lines):
+            lines.insert(0, "Traceback ")
+        return "\n".join(self._header() if line.startswith("Traceback ") else line
+                         for line in lines)
 
     def __reduce__(self):
         return (RayTaskError, (self.function_name, self.traceback_str, self.cause,
                                self.proctitle, self.pid, self.ip, self.actor_repr, self.actor_id))
 
     def as_instanceof_cause(self):
-        """An exception that is both this RayTaskError and an instance of the cause's class."""
+        """An exception that is both this RayTaskError and an instance of the cause's class
+        (``RayTaskError(ValueError)``; for a Ray error raised in the task, such as a nested
+        ``GetTimeoutError``, ``RayTaskError(GetTimeoutError)``)."""
         cause_cls = type(self.cause)
         if self.cause is None or issubclass(RayTaskError, cause_cls):
-            return self
-        if issubclass(cause_cls, RayError) and not issubclass(cause_cls, RayTaskError):
             return self
         message = str(self)
         outer = self
@@ -86,11 +100,30 @@ class RayTaskError(RayError):
         name = f"RayTaskError({cause_cls.__name__})"
         cls.__name__ = name
         cls.__qualname__ = name
-        inst = cls(self.cause)
+        try:
+            inst = cls(self.cause)
+        except Exception:  # e.g. the cause's class forbids setting args
+            return self
         for attr in ("function_name", "traceback_str", "proctitle", "pid", "ip", "actor_repr",
                      "actor_id"):
             object.__setattr__(inst, attr, getattr(self, attr))
         return inst
+
+
+class UnserializableException(RayError):
+    """A task's exception could not be rebuilt on this side (its class cannot be
+    unpickled, e.g. an ``__init__`` with required arguments): its original text instead."""
+
+    def __init__(self, original_stack_trace: str):
+        self._original_stack_trace = original_stack_trace
+        super().__init__(original_stack_trace)
+
+    def __str__(self):
+        return ("Failed to deserialize exception. Custom exception classes must be "
+                "picklable: keep __init__'s arguments in self.args (call "
+                "super().__init__(*args)) or define __reduce__.\n"
+                "Original exception:\n"
+                f"{self._original_stack_trace}")
 
 
 class WorkerCrashedError(RayError):
@@ -105,9 +138,14 @@ class WorkerCrashedError(RayError):
 class TaskCancelledError(RayError):
     """The task was cancelled with ``ray.cancel``."""
 
-    def __init__(self, task_id=None, message=None):
+    def __init__(self, task_id=None, error_message=None):
         self.task_id = task_id
-        super().__init__(message or f"Task {task_id} was cancelled.")
+        self.error_message = error_message
+        super().__init__(task_id, error_message)
+
+    def __str__(self):
+        msg = f"Task: {self.task_id} was cancelled. " if self.task_id else ""
+        return msg + (self.error_message or "")
 
 
 class GetTimeoutError(RayError, TimeoutError):
@@ -235,3 +273,7 @@ RAY_EXCEPTION_TYPES = [
     ObjectStoreFullError, OutOfMemoryError, NodeDiedError, RuntimeEnvSetupError,
     TaskUnschedulableError, ActorUnschedulableError,
 ]
+
+
+class ActorAlreadyExistsError(ValueError, RayError):
+    """An actor with this name already exists in the namespace (as in Ray: a ValueError)."""

@@ -21,10 +21,20 @@ ACTOR_OPTIONS = {
 METHOD_OPTIONS = {"num_returns", "max_task_retries", "retry_exceptions", "name",
                   "concurrency_group", "enable_task_events"}
 SUPPORTED_RUNTIME_ENV = {"env_vars"}
+# Ray's (deprecated) placement group options: known names, but not a raylab feature yet
+PLACEMENT_GROUP_OPTIONS = {"placement_group", "placement_group_bundle_index",
+                           "placement_group_capture_child_tasks"}
 
 
 def check_keys(opts: dict, allowed: set, what: str) -> None:
     for k in opts:
+        if k in PLACEMENT_GROUP_OPTIONS and "scheduling_strategy" in allowed:
+            if k == "placement_group" and opts[k] in (None, "default"):
+                continue  # Ray accepts these: "no placement group"
+            raise NotImplementedError(
+                f"placement groups are not supported by raylab (the option {k}); schedule "
+                "with scheduling_strategy=\"DEFAULT\", \"SPREAD\" or a "
+                "NodeAffinitySchedulingStrategy instead")
         if k not in allowed:
             raise ValueError(f"Invalid option keyword {k} for {what}. Valid ones are "
                              f"{sorted(allowed)}.")

@@ -7,15 +7,16 @@ call. Calling ``f(...)`` directly is an error, as in Ray.
 """
 from __future__ import annotations
 
-import hashlib
+import inspect
 
 from raylab import options as opt
-from raylab.core_worker.serialization import dumps_function
+from raylab.core_worker.serialization import export_function
 from raylab.tracing.emit import TRACER, step
 
 
 class RemoteFunction:
     def __init__(self, fn, task_options: dict):
+        _check_function(fn)
         opt.check_keys(task_options, opt.TASK_OPTIONS, "remote functions")
         self._function = fn
         self._options = dict(task_options)
@@ -29,6 +30,7 @@ class RemoteFunction:
         self._fid = None
         self._exported_to = None
         self._compiled = _compile(self._options, self._name)  # validate now, fail early
+        self._signature = Arity(fn)
 
     def __call__(self, *args, **kwargs):
         raise TypeError(f"Remote functions cannot be called directly. Instead of running "
@@ -62,8 +64,7 @@ class RemoteFunction:
 
     def _export(self, cw) -> bytes:
         if self._blob is None:
-            self._blob = dumps_function(self._function)
-            self._fid = hashlib.sha1(self._blob).digest()[:20]
+            self._blob, self._fid = export_function(self._function)
         if self._exported_to is not cw and self._fid not in cw.exported:
             cw.exported.add(self._fid)
             TRACER.on and step("core_worker", "task", "export_function", function=self._fid.hex(),
@@ -74,6 +75,7 @@ class RemoteFunction:
 
     def _remote(self, args, kwargs, c):
         from raylab.api import _core_worker_or_autoinit
+        self._signature.check(args, kwargs, self._function_name)
         cw = _core_worker_or_autoinit()
         fid = self._export(cw)
         refs = cw.task_manager.submit(fid, c["name"], args, kwargs, c["num_returns"],
@@ -85,6 +87,50 @@ class RemoteFunction:
         if n == 0:
             return None
         return refs
+
+
+def _check_function(fn) -> None:
+    """What Ray refuses to make a remote function, refused at the decorator."""
+    if inspect.iscoroutinefunction(fn):
+        raise ValueError("'async def' should not be used for remote tasks. You can wrap the "
+                         "async function with `asyncio.run(f())`, or use an async actor "
+                         "(a class with async methods).")
+    if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+        raise NotImplementedError(
+            f"{getattr(fn, '__qualname__', fn)} is a generator function: generator tasks "
+            "(num_returns=\"dynamic\"/\"streaming\") are not supported by raylab; return a "
+            "list, or use num_returns=N")
+
+
+class Arity:
+    """The function's signature, checked at ``.remote()`` as Ray binds it: a call with the
+    wrong arguments fails at the call site, not at ``get``. The common call (positional
+    arguments only) costs two comparisons; anything else is bound by ``inspect``."""
+
+    __slots__ = ("sig", "lo", "hi")
+
+    def __init__(self, fn):
+        try:
+            self.sig = inspect.signature(fn)
+        except (TypeError, ValueError):  # some builtins have none: nothing to check
+            self.sig, self.lo, self.hi = None, 0, float("inf")
+            return
+        params = self.sig.parameters.values()
+        pos = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        self.lo = sum(1 for p in pos if p.default is p.empty)
+        self.hi = float("inf") if any(p.kind == p.VAR_POSITIONAL for p in params) else len(pos)
+        if any(p.kind == p.KEYWORD_ONLY and p.default is p.empty for p in params):
+            self.lo = self.hi + 1  # a required keyword-only argument: always bind
+
+    def check(self, args: tuple, kwargs: dict, name: str) -> None:
+        if not kwargs and self.lo <= len(args) <= self.hi:
+            return
+        if self.sig is None:
+            return
+        try:
+            self.sig.bind(*args, **kwargs)
+        except TypeError as e:
+            raise TypeError(f"{name}{self.sig}: {e}") from None
 
 
 def _compile(o: dict, default_name: str) -> dict:

@@ -20,6 +20,18 @@ class RuntimeContext:
             return None
         return cw.ctx.task_id.hex() if cw.ctx.task_id else None
 
+    def get_task_name(self) -> str | None:
+        """The running task's name (its function's, or ``options(name=...)``); None in the
+        driver."""
+        if self.get_task_id() is None:
+            return None
+        return self._cw.ctx.name
+
+    def get_accelerator_ids(self) -> dict:
+        """The accelerator ids this task or actor holds, by kind (raylab has GPUs only)."""
+        from raylab.api import get_gpu_ids
+        return {"GPU": [str(i) for i in get_gpu_ids()]}
+
     def get_worker_id(self) -> str:
         return self._cw.worker_id.hex()
 
@@ -31,7 +43,8 @@ class RuntimeContext:
         return getattr(self._cw, "actor_name", None)
 
     def get_namespace(self) -> str | None:
-        return self._cw.namespace
+        from raylab.actor import job_namespace  # a worker learns it from the GCS job table
+        return job_namespace(self._cw)
 
     def get_node_label(self) -> str:
         """raylab's short node label (N1, N2, ...) for views."""

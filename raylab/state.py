@@ -22,6 +22,7 @@ def cluster_snapshot(timeout: float = 5.0) -> ClusterSnapshot:
 
 
 async def _gather(cw, timeout: float) -> ClusterSnapshot:
+    cw.settle_refs()  # the refs this process dropped so far count: a snapshot is "as of now"
     gcs = cw.gcs
     nodes, view, tables = await asyncio.gather(
         gcs.call("get_nodes"), gcs.call("get_resource_view"), gcs.call("get_tables"))

@@ -31,6 +31,9 @@ class Counter:
     def where(self):
         return ray.get_runtime_context().get_node_id(), os.getpid()
 
+    def worker_id(self):
+        return ray.get_runtime_context().get_worker_id()
+
     @ray.method(num_returns=2)
     def pair(self):
         return self.counts, -self.counts
@@ -50,13 +53,22 @@ def actor_row(actor_id_hex):
     return next(a for a in cluster_snapshot().actors if a.actor_id == actor_id_hex)
 
 
+def state_of(actor_id_hex):
+    """The actor's state in the GCS table, None until it is registered there."""
+    row = next((a for a in cluster_snapshot().actors if a.actor_id == actor_id_hex), None)
+    return row.state if row is not None else None
+
+
 def test_create_call_and_gcs_table(cluster2):
     c = Counter.remote(10)
     assert repr(c).startswith("Actor(Counter, ")
     assert ray.get([c.increment.remote() for _ in range(5)]) == [11, 12, 13, 14, 15]
     row = actor_row(c._actor_id.hex())
     assert row.state == "ALIVE" and row.class_name == "Counter" and row.node in ("N1", "N2")
-    assert row.worker_pid == ray.get(c.where.remote())[1]
+    node, pid = ray.get(c.where.remote())
+    assert (row.worker_pid, row.node_id) == (pid, node)
+    assert row.node_id == node_id(row.node)
+    assert row.worker_id == ray.get(c.worker_id.remote())
 
 
 def test_calls_before_alive_are_queued_and_ordered(cluster2):
@@ -255,6 +267,27 @@ def test_out_of_scope_actor_is_killed_and_resources_released(cluster2):
     wait_for(lambda: ray.available_resources().get("CPU") == 4, 5, "its CPU to come back")
 
 
+def test_calls_made_before_the_last_handle_went_still_run(cluster2):
+    """Ray's idiom ``ray.get(Actor.remote().method.remote())``: the handle is gone before
+    the actor is even ALIVE, but the calls made through it run, then the actor goes."""
+    gate = Gate.remote()
+
+    @ray.remote
+    def start_at(gate):
+        return 10 if ray.get(gate.wait.remote()) else 0
+
+    c = Counter.remote(start_at.remote(gate))   # not ALIVE before the gate opens
+    aid = c._actor_id.hex()
+    refs = [c.increment.remote() for _ in range(3)]
+    del c
+    wait_for(lambda: state_of(aid) == "DEPENDENCIES_UNREADY", 10, "the handle's drop to count")
+    ray.get(gate.open.remote())
+    assert ray.get(refs, timeout=30) == [11, 12, 13]
+    wait_for(lambda: state_of(aid) == "DEAD", 10, "the actor to go after its last call")
+    assert "out of scope" in actor_row(aid).death_cause
+    assert ray.get(Counter.remote().increment.remote(), timeout=30) == 1
+
+
 def test_detached_actor_outlives_its_handles(cluster2):
     c = Counter.options(name="keeper", lifetime="detached").remote()
     ray.get(c.increment.remote())
@@ -289,3 +322,483 @@ def test_actor_runtime_env_lasts_for_its_methods(cluster2):
 
     e = Env.options(runtime_env={"env_vars": {"RAYLAB_ACTOR_VAR": "set"}}).remote()
     assert ray.get([e.read.remote(), e.read.remote()]) == ["set", "set"]
+
+
+# -- ray.kill ends the process at once ------------------------------------------------------
+@ray.remote
+class Busy:
+    def pid(self):
+        return os.getpid()
+
+    def spin(self, marker):
+        open(marker, "w").close()
+        while True:
+            time.sleep(0.1)
+
+    def slow(self, marker):
+        open(marker, "w").close()
+        time.sleep(2)
+        return "finished"
+
+
+def process_gone(pid):
+    import psutil
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def marker_path(tag):
+    """A file a call creates when it starts (or a crash-once flag): seen by every process."""
+    return f"/tmp/raylab_test_{tag}_{os.getpid()}_{time.monotonic_ns()}"
+
+
+def test_kill_interrupts_the_running_call(cluster2):
+    wait_for(lambda: ray.available_resources().get("CPU") == 4, 5, "an idle cluster")
+    b = Busy.options(num_cpus=1).remote()
+    pid = ray.get(b.pid.remote())
+    marker = marker_path("spin")
+    r = b.spin.remote(marker)
+    try:
+        wait_for(lambda: os.path.exists(marker), 10, "the call to start")
+        ray.kill(b)
+        with pytest.raises(exc.RayActorError, match="ray.kill"):
+            ray.get(r, timeout=5)
+    finally:
+        if os.path.exists(marker):
+            os.remove(marker)
+    wait_for(lambda: process_gone(pid), 5, "the actor's process to end")
+    assert actor_row(b._actor_id.hex()).state == "DEAD"
+    wait_for(lambda: ray.available_resources().get("CPU") == 4, 5, "its CPU to come back")
+
+
+def test_kill_fails_the_calls_queued_behind_the_running_one(cluster2):
+    b = Busy.remote()
+    ray.get(b.pid.remote())
+    marker = marker_path("slow")
+    refs = [b.slow.remote(marker) for _ in range(3)]
+    try:
+        wait_for(lambda: os.path.exists(marker), 10, "the first call to start")
+        ray.kill(b)
+        for r in refs:  # none of them finishes: the process is gone
+            with pytest.raises(exc.RayActorError):
+                ray.get(r, timeout=5)
+    finally:
+        if os.path.exists(marker):
+            os.remove(marker)
+
+
+# -- the job's namespace, in tasks too --------------------------------------------------------
+def test_tasks_see_the_drivers_named_actors_and_namespace(cluster2):
+    a = Counter.options(name="ns_probe").remote(1)
+
+    @ray.remote
+    def look():
+        return ray.get(ray.get_actor("ns_probe").increment.remote())
+
+    @ray.remote
+    def make():
+        Counter.options(name="made_in_task", lifetime="detached").remote(7)
+        return ray.get_runtime_context().namespace
+
+    assert ray.get(look.remote(), timeout=20) == 2
+    ns = ray.get(make.remote(), timeout=20)
+    assert ns == ray.get_runtime_context().namespace
+    d = ray.get_actor("made_in_task")
+    assert ray.get(d.read.remote()) == 7
+    assert actor_row(d._actor_id.hex()).namespace == ns
+    ray.kill(d)
+    ray.kill(a)
+
+
+# -- handles from the GCS keep the actor's options --------------------------------------------
+def test_get_actor_in_a_task_keeps_max_task_retries(cluster2):
+    @ray.remote(max_restarts=2, max_task_retries=2)
+    class Once:
+        def once(self, path):
+            if not os.path.exists(path):
+                open(path, "w").close()
+                os._exit(1)
+            return "survived"
+
+    @ray.remote
+    def call(path):
+        return ray.get(ray.get_actor("once_probe").once.remote(path), timeout=30)
+
+    path = marker_path("once")
+    o = Once.options(name="once_probe").remote()
+    try:
+        assert ray.get(call.remote(path), timeout=60) == "survived"
+    finally:
+        if os.path.exists(path):
+            os.remove(path)
+    ray.kill(o)
+
+
+# -- failures while creating the actor ----------------------------------------------------------
+def test_failed_constructor_argument_fails_every_call(cluster2):
+    @ray.remote
+    def bad():
+        raise KeyError("no such key")
+
+    @ray.remote
+    class Takes:
+        def __init__(self, x):
+            self.x = x
+
+        def f(self):
+            return self.x
+
+    t = Takes.remote(bad.remote())
+    for _ in range(2):
+        with pytest.raises(exc.ActorDiedError) as info:
+            ray.get(t.f.remote(), timeout=20)
+        assert "input arguments for this task could not be computed" in str(info.value)
+        assert "no such key" in str(info.value)
+        assert isinstance(info.value.cause, exc.RayTaskError)
+        assert isinstance(info.value.cause, KeyError)
+    row = actor_row(t._actor_id.hex())
+    assert row.state == "DEAD" and "creation task" in row.death_cause and row.restarts == 0
+
+
+def _refuse_outside(pid):
+    if os.getpid() != pid:
+        raise RuntimeError("this class cannot be loaded outside the driver")
+    return Poison()
+
+
+class Poison:
+    def __reduce__(self):
+        return (_refuse_outside, (os.getpid(),))
+
+
+def test_class_that_cannot_be_loaded_fails_every_call(cluster2):
+    @ray.remote(max_restarts=1)
+    class Unloadable:
+        poison = Poison()
+
+        def f(self):
+            return 1
+
+    u = Unloadable.remote()
+    for _ in range(2):
+        with pytest.raises(exc.ActorDiedError, match="cannot be loaded outside the driver"):
+            ray.get(u.f.remote(), timeout=20)
+    assert actor_row(u._actor_id.hex()).restarts == 0  # a creation error is not a crash
+
+
+# -- a killed pending actor leaves nothing behind -----------------------------------------------
+@ray.remote
+class Special:
+    def where(self):
+        return ray.get_runtime_context().get_node_id()
+
+
+def test_killing_a_pending_actor_cancels_its_lease_request(fresh):
+    from raylab.cluster_utils import Cluster
+    ray.init(num_nodes=1, num_cpus=1)
+    s = Special.options(resources={"special": 1}).remote()
+    aid = s._actor_id.hex()
+    wait_for(lambda: state_of(aid) == "PENDING_CREATION" and
+             cluster_snapshot().node("N1").infeasible, 10, "an infeasible actor")
+    ray.kill(s)
+    wait_for(lambda: actor_row(aid).state == "DEAD", 10, "the actor to be DEAD")
+    wait_for(lambda: not cluster_snapshot().node("N1").infeasible, 10,
+             "its lease request to be cancelled")
+    n2 = Cluster().add_node(num_cpus=1, resources={"special": 1})
+    t = Special.options(resources={"special": 1}).remote()  # resources= places the actor
+    assert ray.get(t.where.remote(), timeout=30) == n2.node_id
+    wait_for(lambda: ray.available_resources().get("special", 0) == 0, 5, "t to hold special")
+    ray.kill(t)
+    wait_for(lambda: ray.available_resources().get("special") == 1, 5, "special to come back")
+    workers = [w for n in cluster_snapshot().nodes for w in n.workers]
+    assert not [w for w in workers if w.actor_id == aid]  # no worker became the dead actor
+
+
+def test_lease_granted_to_a_killed_actor_is_returned(cluster2):
+    wait_for(lambda: ray.available_resources().get("CPU") == 4, 5, "an idle cluster")
+    ray.stepper.break_at(step="lease_granted")
+    try:
+        c = Counter.options(num_cpus=1).remote()
+        ev = ray.stepper.wait(10)
+        assert ev is not None and ev.detail.get("name") == "Counter"
+        ray.kill(c)  # the raylet has granted the lease, the GCS has not heard yet
+        wait_for(lambda: actor_row(c._actor_id.hex()).state == "DEAD", 10, "DEAD")
+    finally:
+        ray.stepper.off()
+    # The GCS's resource view may still be the one from before the grant, so wait for the
+    # raylets to say so: no worker is the dead actor, and its CPU is free again.
+    def returned():
+        workers = [w for n in cluster_snapshot().nodes for w in n.workers]
+        return not [w for w in workers if w.actor_id == c._actor_id.hex()] and \
+            sum(n.available.get("CPU", 0) for n in cluster_snapshot().nodes) == 4
+    wait_for(returned, 10, "the lease to be returned")
+    wait_for(lambda: ray.available_resources().get("CPU") == 4, 10, "the GCS to hear of it")
+
+
+# -- error classes and death causes ---------------------------------------------------------------
+def test_duplicate_name_is_actor_already_exists_error(cluster2):
+    a = Counter.options(name="dup", namespace="lab").remote()
+    with pytest.raises(exc.ActorAlreadyExistsError, match="already taken"):
+        Counter.options(name="dup", namespace="lab").remote()
+    assert issubclass(exc.ActorAlreadyExistsError, ValueError)
+    assert ray.get(a.increment.remote()) == 1  # the first one is untouched
+    ray.kill(a)
+
+
+def test_kill_without_restart_budget_records_the_kill(cluster2):
+    c = Counter.remote()
+    ray.get(c.read.remote())
+    ray.kill(c, no_restart=False)  # max_restarts=0: nothing to restart, it stays dead
+    with pytest.raises(exc.RayActorError, match="ray.kill"):
+        ray.get(c.read.remote(), timeout=10)
+    row = actor_row(c._actor_id.hex())
+    assert row.state == "DEAD" and "ray.kill" in row.death_cause
+
+
+def test_kill_with_restart_restarts_and_clears_the_death_cause(cluster2):
+    c = Counter.options(max_restarts=1).remote(10)
+    assert ray.get(c.increment.remote()) == 11
+    _, pid1 = ray.get(c.where.remote())
+    with ray.trace() as t:
+        ray.kill(c, no_restart=False)
+        # (a call sent before the GCS has restarted it may fail, as in Ray)
+        wait_for(lambda: actor_row(c._actor_id.hex()).restarts == 1 and
+                 actor_row(c._actor_id.hex()).state == "ALIVE", 20, "the restart")
+        assert ray.get(c.increment.remote(), timeout=20) == 11  # the constructor ran again
+    _, pid2 = ray.get(c.where.remote())
+    assert pid1 != pid2
+    row = actor_row(c._actor_id.hex())
+    assert (row.state, row.restarts, row.death_cause) == ("ALIVE", 1, "")
+    steps = [e.step for e in t.steps(flow="actor", actor=c._actor_id.hex(), level=None)]
+    assert steps.index("kill_actor") < steps.index("actor_died") < steps.index("actor_restart")
+    states = [e.detail["state"] for e in t.steps(flow="actor", level=None)
+              if e.step == "actor_state"]
+    assert states[-2:] == ["RESTARTING", "ALIVE"]
+    ray.kill(c)
+
+
+# -- retried calls keep their order -------------------------------------------------------------
+def test_retried_calls_run_in_submission_order(cluster2):
+    @ray.remote(max_restarts=1, max_task_retries=1)
+    class Log:
+        def __init__(self):
+            self.log = []
+
+        def crash_once(self, path):
+            if not os.path.exists(path):
+                open(path, "w").close()
+                os._exit(1)
+            return "survived"
+
+        def add(self, i):
+            self.log.append(i)
+            return list(self.log)
+
+    path = marker_path("order")
+    a = Log.remote()
+    ray.get(a.add.remote(0))
+    try:
+        first = a.crash_once.remote(path)
+        refs = [a.add.remote(i) for i in (1, 2, 3)]  # in flight when the process dies
+        assert ray.get(first, timeout=30) == "survived"
+        assert ray.get(refs, timeout=30) == [[1], [1, 2], [1, 2, 3]]
+    finally:
+        if os.path.exists(path):
+            os.remove(path)
+
+
+# -- ray.util.state: the GCS actor table, as in Ray ---------------------------------------------
+def test_state_api_lists_actors_nodes_workers_and_objects(cluster2):
+    from raylab.util import state
+    c = Counter.options(name="listed").remote()
+    node, pid = ray.get(c.where.remote())
+    aid = c._actor_id.hex()
+    [row] = state.list_actors(filters=[("name", "=", "listed")])
+    assert (row.actor_id, row["class_name"], row.state, row.node_id, row.pid) == \
+        (aid, "Counter", "ALIVE", node, pid)
+    assert row.ray_namespace == ray.get_runtime_context().namespace
+    assert row.job_id == ray.get_runtime_context().get_job_id()
+    assert row.death_cause is None and row.num_restarts is None  # detail columns
+    assert aid not in [a.actor_id for a in state.list_actors(filters=[("state", "!=", "alive")])]
+    full = state.get_actor(aid)
+    assert (full.num_restarts, full.is_detached, full.death_cause) == (0, False, None)
+    assert full.required_resources == {"CPU": 1.0} and full.node_name in ("N1", "N2")
+    workers = state.list_workers(detail=True)
+    assert [w.worker_type for w in workers if w.pid == os.getpid()] == ["DRIVER"]
+    [me] = [w for w in workers if w.pid == pid]
+    assert (me.worker_id, me.node_id, me.actor_id, me.is_alive) == \
+        (full.worker_id, node, aid, True)
+    nodes = state.list_nodes()
+    assert sorted(n.node_name for n in nodes) == ["N1", "N2"]
+    assert node in [n.node_id for n in nodes if n.state == "ALIVE"]
+    big = ray.put(b"x" * (1 << 20))
+    [obj] = state.list_objects(filters=[("object_id", "=", big.hex())])
+    assert obj.object_size >= 1 << 20 and obj.reference_type == "PINNED_IN_MEMORY"
+    ray.kill(c)
+    wait_for(lambda: state.get_actor(aid).state == "DEAD", 10, "the actor to be DEAD")
+    cause = state.get_actor(aid).death_cause["actor_died_error_context"]
+    assert "ray.kill" in cause["error_message"] and cause["pid"] == pid
+    assert state.get_actor("00" * 16) is None
+    with pytest.raises(ValueError, match="filter column"):
+        state.list_actors(filters=[("colour", "=", "red")])
+
+
+# -- the states between registration and ALIVE ---------------------------------------------------
+@ray.remote
+class Gate:
+    """Holds callers until it is opened: synchronisation through real processes."""
+
+    def __init__(self):
+        self.event = asyncio.Event()
+
+    async def wait(self):
+        await self.event.wait()
+        return True
+
+    async def open(self):
+        self.event.set()
+
+
+@ray.remote
+def held(gate, value):
+    ray.get(gate.wait.remote())
+    return value
+
+
+def test_constructor_waiting_on_a_pending_ref_is_dependencies_unready(cluster2):
+    gate = Gate.remote()
+    c = Counter.remote(held.remote(gate, 5))
+    aid = c._actor_id.hex()
+    wait_for(lambda: state_of(aid) == "DEPENDENCIES_UNREADY", 10, "DEPENDENCIES_UNREADY")
+    r = c.read.remote()  # waits with the caller until the actor is ALIVE
+    assert ray.wait([r], timeout=0)[0] == []
+    assert state_of(aid) == "DEPENDENCIES_UNREADY"  # nothing moves while the gate is shut
+    ray.get(gate.open.remote())
+    assert ray.get(r, timeout=20) == 5
+    assert state_of(aid) == "ALIVE"
+
+
+def test_infeasible_actor_is_pending_creation_until_killed(cluster2):
+    c = Counter.options(resources={"nowhere": 1}).remote()
+    aid = c._actor_id.hex()
+    wait_for(lambda: state_of(aid) == "PENDING_CREATION" and any(
+        name == "Counter" for n in cluster_snapshot().nodes for name, _r in n.infeasible),
+        10, "the infeasible actor to wait in a raylet")
+    r = c.read.remote()
+    ray.kill(c)
+    with pytest.raises(exc.RayActorError, match="ray.kill"):
+        ray.get(r, timeout=10)
+    assert actor_row(aid).state == "DEAD"
+    wait_for(lambda: not any(n.infeasible for n in cluster_snapshot().nodes), 10,
+             "the raylet to drop the request")
+
+
+def test_failures_are_traced_died_restart_kill(cluster2):
+    c = Counter.options(max_restarts=1).remote()
+    ray.get(c.read.remote())
+    aid = c._actor_id.hex()
+    with ray.trace() as t:
+        c.crash.remote()
+        wait_for(lambda: actor_row(aid).restarts == 1 and actor_row(aid).state == "ALIVE",
+                 20, "the restart")
+        ray.kill(c)
+        wait_for(lambda: actor_row(aid).state == "DEAD", 10, "the kill")
+    steps = [(e.step, e.detail.get("will_restart", e.detail.get("state")))
+             for e in t.steps(flow="actor", actor=aid, level=None)
+             if e.step in ("actor_died", "actor_restart", "kill_actor", "actor_state")]
+    assert steps == [("actor_died", True), ("actor_state", "RESTARTING"),
+                     ("actor_restart", None), ("actor_state", "ALIVE"),
+                     ("kill_actor", None), ("actor_died", False), ("actor_state", "DEAD")]
+    died = [e for e in t.steps(flow="actor", actor=aid, level=None) if e.step == "actor_died"]
+    assert "process died" in died[0].detail["cause"] and "ray.kill" in died[1].detail["cause"]
+
+
+# -- borrowed handles keep an actor alive ---------------------------------------------------------
+def test_handle_held_by_a_task_keeps_the_actor_alive(cluster2):
+    gate = Gate.remote()
+
+    @ray.remote
+    def hold(h, gate):
+        ray.get(gate.wait.remote())
+        return ray.get(h.increment.remote())
+
+    c = Counter.remote()
+    aid = c._actor_id.hex()
+    r = hold.remote(c, gate)
+    del c  # only the task's handle is left
+    ray.get(gate.open.remote())
+    assert ray.get(r, timeout=20) == 1
+    wait_for(lambda: state_of(aid) == "DEAD", 10, "the actor to go with the task's handle")
+    assert "out of scope" in actor_row(aid).death_cause
+
+
+def test_handle_held_by_another_actor_keeps_the_actor_alive(cluster2):
+    @ray.remote
+    class Holder:
+        def __init__(self, h):
+            self.h = h
+
+        def call(self):
+            return ray.get(self.h.increment.remote())
+
+        def drop(self):
+            self.h = None
+
+    c = Counter.remote()
+    aid = c._actor_id.hex()
+    holder = Holder.remote(c)
+    with ray.trace() as t:
+        del c
+        assert ray.get(holder.call.remote(), timeout=20) == 1
+        assert ray.get(holder.call.remote(), timeout=20) == 2
+        ray.get(holder.drop.remote())
+        wait_for(lambda: state_of(aid) == "DEAD", 10, "the actor to go with the last handle")
+    order = [e.step if e.step == "kill_actor" else e.detail.get("name")
+             for e in t.steps() if e.step == "kill_actor" and e.ids.get("actor") == aid or
+             e.step == "execute_task" and e.detail.get("name") in ("Holder.call", "Holder.drop")]
+    assert order == ["Holder.call", "Holder.call", "Holder.drop", "kill_actor"]
+
+
+# -- an async actor's max_concurrency ----------------------------------------------------------
+def test_async_actor_runs_at_most_max_concurrency_calls_at_once(cluster2):
+    @ray.remote(max_concurrency=2)
+    class Napper:
+        def __init__(self):
+            self.active, self.peak, self.log = 0, 0, []
+
+        async def nap(self, i):
+            self.active += 1
+            self.peak = max(self.peak, self.active)
+            self.log.append(("start", i))
+            await asyncio.sleep(0.5)
+            self.log.append(("end", i))
+            self.active -= 1
+
+        async def seen(self):
+            return self.peak, self.log
+
+    n = Napper.remote()
+    ray.get([n.nap.remote(i) for i in range(4)], timeout=30)
+    peak, log = ray.get(n.seen.remote())
+    assert peak == 2
+    first_end = log.index(next(x for x in log if x[0] == "end"))
+    assert [x[0] for x in log[:first_end]] == ["start", "start"]  # the 3rd waits for a slot
+
+
+def test_handle_stored_by_an_actor_method_keeps_the_actor_alive(cluster2):
+    @ray.remote
+    class Keeper:
+        def keep(self, h):
+            self.h = h
+
+        def call(self):
+            return ray.get(self.h.increment.remote())
+
+    k = Keeper.remote()
+    for _ in range(10):  # the caller drops its handle right after the call returns
+        c = Counter.remote()
+        ray.get(k.keep.remote(c))
+        del c
+        assert ray.get(k.call.remote(), timeout=20) == 1

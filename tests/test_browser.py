@@ -6,7 +6,12 @@ browser download). JupyterLab listens on loopback only, with a token. For each
 notebook the test opens it, runs all cells, clicks Next when a ``ray.get`` waits
 for the paused cluster (JupyterLab >= 4.4 sends the click on a kernel subshell:
 case (c) of the dashboard, for real), and takes a screenshot of the dashboard
-with its diagram.
+with its diagram at the lesson's key moment, while its controls are live: when a
+``ray.get`` first waits for a click (the cluster paused mid-flow), or else once every
+cell but the last (``%raylab shutdown``) has run. Then it runs the last cell.
+
+The server's kernels import raylab from this checkout (``PYTHONPATH``), not from
+wherever it is installed.
 
 Screenshots go to a temporary folder; ``RAYLAB_UPDATE_SCREENSHOTS=1`` writes them
 to docs/screenshots/ (the ones the README shows).
@@ -97,8 +102,10 @@ def lab(tmp_path_factory):
     (settings / "notification.jupyterlab-settings").write_text(
         json.dumps({"fetchNews": "false", "checkForUpdates": False}))
     port = _free_port()
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
     env = dict(os.environ, JUPYTER_CONFIG_DIR=str(work / "config"),
-               JUPYTER_RUNTIME_DIR=str(work / "runtime"), JUPYTER_COLUMNS="100")
+               JUPYTER_RUNTIME_DIR=str(work / "runtime"), JUPYTER_COLUMNS="100",
+               PYTHONPATH=path)
     log = open(work / "lab.log", "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root",
@@ -137,17 +144,34 @@ KERNEL_IDLE = """() => { const w = window.jupyterapp && window.jupyterapp.shell.
            w.sessionContext.session.kernel.status === 'idle'; }"""
 
 
+_AT_LAST = "const nb = window.jupyterapp.shell.currentWidget; " \
+           "nb.content.activeCellIndex = nb.content.widgets.length - 1; "
+RUN_ALL_BUT_LAST = "() => { " + _AT_LAST + \
+    "window.jupyterapp.commands.execute('notebook:run-all-above'); }"
+RUN_LAST = "() => { " + _AT_LAST + "window.jupyterapp.commands.execute('notebook:run-cell'); }"
+ALL_BUT_LAST_RAN = """() => { const nb = window.jupyterapp.shell.currentWidget;
+    return nb.content.widgets.slice(0, -1).every(c => c.model.type !== 'code' ||
+        (c.model.executionCount != null &&
+         !c.node.querySelector('.jp-InputArea-prompt').textContent.includes('*'))); }"""
+A_GET_WAITS = """() => [...document.querySelectorAll('.jp-CodeCell')].some(c =>
+    c.querySelector('.jp-InputArea-prompt').textContent.includes('*') &&
+    c.textContent.includes('waits for the paused cluster'))"""
+
+
 def _run_notebook(page, url: str, name: str, shot: pathlib.Path) -> None:
     page.goto(f"{url}/lab/tree/{name}?token={TOKEN}&reset")
     page.wait_for_function(KERNEL_IDLE, timeout=60_000)
-    page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
-    done = page.locator(".jp-OutputArea-output:visible", has_text="the cluster is shut down")
+    # the stored outputs and prompts go first, so that a prompt [n] means: ran here
+    page.evaluate("() => { window.jupyterapp.commands.execute("
+                  "'notebook:clear-all-cell-outputs'); }")
+    page.wait_for_function("() => !document.querySelector('.jp-OutputArea-output')")
+    page.evaluate(RUN_ALL_BUT_LAST)          # no `return`: see jupyter-facts Q4
     waiting = page.locator(".jp-OutputArea-output:visible",
                            has_text="waits for the paused cluster")
     dash = page.locator(".raylab-dashboard:visible").first
     shot_taken = False
-    deadline = time.monotonic() + 120
-    while not done.count():
+    deadline = time.monotonic() + 180
+    while not page.evaluate(ALL_BUT_LAST_RAN):
         assert time.monotonic() < deadline, f"{name} did not finish"
         blocked = page.locator(".jp-CodeCell", has=waiting).locator(
             ".jp-InputArea-prompt", has_text="*")
@@ -163,11 +187,20 @@ def _run_notebook(page, url: str, name: str, shot: pathlib.Path) -> None:
                 "([el, text]) => el.innerText !== text",
                 arg=[status.element_handle(), before], timeout=15_000)
         else:
-            done.or_(blocked).first.wait_for(timeout=120_000)
-    assert not page.locator(".jp-OutputArea-output[data-mime-type='application/"
-                            "vnd.jupyter.stderr']:visible", has_text="Traceback").count()
-    if not shot_taken:
+            page.wait_for_function(f"() => ({ALL_BUT_LAST_RAN})() || ({A_GET_WAITS})()",
+                                   timeout=180_000)
+    _no_traceback(page, name)
+    if not shot_taken:                       # the lesson's end, its controls still live
         _screenshot(page, dash, shot)
+    page.evaluate(RUN_LAST)
+    page.locator(".jp-OutputArea-output:visible",
+                 has_text="the cluster is shut down").wait_for(timeout=60_000)
+    _no_traceback(page, name)
+
+
+def _no_traceback(page, name: str) -> None:
+    assert not page.locator(".jp-OutputArea-output[data-mime-type='application/"
+                            "vnd.jupyter.stderr']:visible", has_text="Traceback").count(), name
 
 
 def _screenshot(page, dash, shot: pathlib.Path) -> None:
@@ -175,6 +208,8 @@ def _screenshot(page, dash, shot: pathlib.Path) -> None:
     diagram.wait_for(state="visible", timeout=30_000)
     assert diagram.locator("[data-box='gcs']").count() == 1
     assert diagram.locator("[data-box='N1.raylet']").count() == 1
+    assert dash.locator("button:visible", has_text="Next step").is_enabled(), \
+        "the dashboard in the screenshot is closed"
     dash.scroll_into_view_if_needed()
     page.evaluate("(el) => el.scrollIntoView({block: 'start'})", dash.element_handle())
     page.screenshot(path=str(shot))
@@ -185,7 +220,7 @@ def test_every_course_notebook_runs_in_jupyterlab_and_shows_its_dashboard(chromi
                                                                           tmp_path):
     out = SHOTS if os.environ.get("RAYLAB_UPDATE_SCREENSHOTS") == "1" else tmp_path
     out.mkdir(parents=True, exist_ok=True)
-    context = chromium.new_context(viewport={"width": 1280, "height": 1000})
+    context = chromium.new_context(viewport={"width": 1280, "height": 1100})
     try:
         for name in NOTEBOOKS:
             page = context.new_page()

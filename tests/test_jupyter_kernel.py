@@ -36,7 +36,9 @@ def on(label):
 ray.get(on("N2").remote(0, 0))      # warm up: the function is exported, N2 has a worker
 """
 IDS = ("{k: getattr(dash.ui, k).model_id for k in ('next', 'diagram', 'status', 'log', "
-       "'node', 'kill_node', 'add_node', 'worker', 'kill_worker', 'slider')}")
+       "'node', 'kill_node', 'add_node', 'worker', 'kill_worker', 'slider', 'play', 'pause', "
+       "'cont', 'speed', 'step_mode', 'bp_step', 'bp_node', 'bp_add', 'bp_clear', 'back', "
+       "'forward', 'live')}")
 
 
 def start(nodes: int = 2) -> KernelSession:
@@ -247,6 +249,12 @@ def test_replay_slider_and_buttons_reproduce_the_recorded_sequence(kern, tmp_pat
         k.wait_for(lambda: shown().startswith(f"step {step} of {n}: {narratives[step - 1]}"))
     k.click(ids["back"])
     k.wait_for(lambda: shown().startswith(f"step 2 of {n}: {narratives[1]}"))
+    k.run("r.show(5)")                       # what the module docstring tells users to do
+    k.wait_for(lambda: shown().startswith(f"step 5 of {n}: {narratives[4]}"), 10, "r.show(5)")
+    assert k.value("r.step") == 5
+    k.run("import threading\nth = threading.Thread(target=r.show, args=(4,)); th.start(); "
+          "th.join(10)\nassert not th.is_alive(), 'r.show deadlocked'")
+    k.wait_for(lambda: shown().startswith(f"step 4 of {n}: {narratives[3]}"), 10, "r.show(4)")
     page = tmp_path / "replay.html"
     k.run(f"r.export({str(page)!r})")
     import json
@@ -255,3 +263,132 @@ def test_replay_slider_and_buttons_reproduce_the_recorded_sequence(kern, tmp_pat
                                   text, re.S).group(1))
     assert [html.unescape(f["headline"]) for f in frames[1:]] == [
         f"step {i} of {n}: {s}" for i, s in enumerate(narratives, 1)]
+
+
+# -- the other controls, clicked ----------------------------------------------------------------
+def status(k: KernelSession, ids: dict) -> str:
+    return html.unescape(k.state(ids["status"]).get("value", ""))
+
+
+def ready(k: KernelSession, ref: str = "ref") -> bool:
+    return k.value(f"len(ray.wait([{ref}], timeout=0)[0])") == 1
+
+
+def pick(k: KernelSession, model_id: str, label: str) -> None:
+    """Choose ``label`` in a dropdown, as a front end does (it sends the index)."""
+    k.set_state(model_id, index=k.state(model_id)["_options_labels"].index(label))
+
+
+def test_play_pause_continue_and_speed_drive_the_real_cluster(kern):
+    k = kern
+    ids = open_dashboard(k)
+    k.run("ray.stepper.pace = 60")                   # only the controls may move it
+    pick(k, ids["speed"], "fast (0.15 s)")
+    k.wait_for(lambda: k.value("ray.stepper.pace") == 0.15, 10, "the speed menu")
+    k.run('ref = on("N2").remote(1, 2)')
+    k.wait_for(lambda: paused(k, ids), 10, "the first pause")
+    k.click(ids["play"])                             # steps by itself, one every 0.15 s
+    k.wait_for(lambda: "playing, one step every 0.15 s" in status(k, ids), 10, "playing")
+    k.wait_for(lambda: ready(k), 30, "Play to run the task to its end, with no click")
+    k.click(ids["pause"])
+    k.wait_for(lambda: "paused: the cluster stops at its next step" in status(k, ids), 10)
+    assert "playing" not in status(k, ids)
+    k.run('ref2 = on("N2").remote(2, 3)')
+    k.wait_for(lambda: paused(k, ids), 10, "Pause to hold the next flow")
+    held = pauses(k, ids)
+    k.click(ids["next"])                             # paused: only a click moves it
+    k.wait_for(lambda: pauses(k, ids) == held + 1, 10, "Next to let one step happen")
+    assert not ready(k, "ref2")
+    k.click(ids["cont"])
+    k.wait_for(lambda: "running on" in status(k, ids), 10, "Continue")
+    k.wait_for(lambda: ready(k, "ref2"), 30, "Continue to release the cluster")
+    assert k.value("ray.get(ref2)") == 5 and k.value("ray.stepper.stepping") is False
+    k.run("ray.stepper.pace = 0.05")
+    close_dashboard(k)
+
+
+def test_the_step_toggle_and_breakpoints_from_the_menus(kern):
+    k = kern
+    ids = open_dashboard(k, step=False)
+    k.set_state(ids["step_mode"], value=True)
+    k.wait_for(lambda: k.value("ray.stepper.stepping") is True, 10, "the toggle to step")
+    k.wait_for(lambda: "step mode on" in status(k, ids), 10)
+    k.set_state(ids["step_mode"], value=False)
+    k.wait_for(lambda: k.value("ray.stepper.stepping") is False, 10, "the toggle to stop")
+    pick(k, ids["bp_step"], "lease_granted")
+    pick(k, ids["bp_node"], "N2")
+    k.click(ids["bp_add"])
+    k.wait_for(lambda: k.value("ray.stepper.breakpoints") ==
+               [{"step": "lease_granted", "node": "N2"}], 10, "Add breakpoint")
+    k.run("ray.stepper.pace = 60")
+    k.run('ref = on("N2").remote(3, 4)')
+    k.wait_for(lambda: paused(k, ids), 15, "the breakpoint to pause the cluster")
+    assert "grants a lease on worker N2." in headline(k, ids)
+    assert "breakpoints: step=lease_granted node=N2" in status(k, ids)
+    assert not ready(k)
+    k.click(ids["cont"])                             # runs on; the breakpoint stays armed
+    k.wait_for(lambda: ready(k), 30, "Continue past the breakpoint")
+    k.click(ids["bp_clear"])
+    k.wait_for(lambda: k.value("ray.stepper.breakpoints") == [], 10, "Clear")
+    k.run("ray.stepper.pace = 0.05")
+    close_dashboard(k)
+
+
+def test_the_scrubber_replays_while_the_cluster_goes_on_and_live_follows_again(kern):
+    k = kern
+    ids = open_dashboard(k, step=False)
+    k.run('ray.get(on("N2").remote(1, 1)); dash.sync()')
+    n = k.value("len(dash.frames)")
+    slider = lambda: k.state(ids["slider"])  # noqa: E731
+    k.wait_for(lambda: slider().get("max") == n and slider().get("value") == n, 10)
+    k.set_state(ids["slider"], value=3)                       # drag it back
+    # Each panel is its own widget, so the status may arrive a message after the diagram.
+    k.wait_for(lambda: headline(k, ids).startswith(f"step 3 of {n}: ")
+               and f"replaying step 3 of {n}" in status(k, ids), 10, "step 3")
+    k.click(ids["back"])
+    k.wait_for(lambda: headline(k, ids).startswith(f"step 2 of {n}: "), 10, "Back")
+    k.click(ids["forward"])
+    k.wait_for(lambda: headline(k, ids).startswith(f"step 3 of {n}: "), 10, "Forward")
+    k.run('ray.get(on("N2").remote(2, 2)); dash.sync()')      # the cluster goes on meanwhile
+    m = k.value("len(dash.frames)")
+    k.wait_for(lambda: slider().get("max") == m
+               and headline(k, ids).startswith(f"step 3 of {m}: "), 10, "the recording to grow")
+    assert m > n and slider()["value"] == 3
+    k.click(ids["live"])
+    k.wait_for(lambda: headline(k, ids).startswith(f"step {m} of {m}: ")
+               and "replaying" not in status(k, ids), 10, "Live")
+    assert slider()["value"] == m
+    close_dashboard(k)
+
+
+def test_shutdown_leaves_the_last_step_on_the_page(fresh_kernel):
+    k = fresh_kernel
+    k.run("%load_ext raylab")
+    ids = open_dashboard(k, step=False)
+    k.run('value = ray.get(on("N2").remote(5, 6))\n%raylab shutdown')   # no sync in between
+    n, last = k.value("len(dash.frames)"), k.value("dash.frames.narratives()[-1]")
+    assert last.startswith("Driver's ray.get returns the value of")
+    k.wait_for(lambda: headline(k, ids) == f"step {n} of {n}: {last}"
+               and f"its last frame (step {n} of {n})" in status(k, ids), 10, "the last frame")
+    assert k.state(ids["next"]).get("disabled") is True
+
+
+# -- when may a blocking get wait for clicks? ----------------------------------------------------
+def test_a_get_waits_for_clicks_only_where_a_probe_of_the_route_got_through(fresh_kernel):
+    k = fresh_kernel
+    k.create_subshell()                               # JupyterLab >= 4.4 does this
+    k.run("dash = rj.dashboard(step=True)")           # made, but never shown
+    assert k.value("rj.kernel.blocking_get_policy()") == "advance"
+    k.run("dash")                                     # shown: its buttons are there to click
+    assert k.value("rj.kernel.blocking_get_policy()") == "wait"
+    # the route broken (as another ipykernel might): the probe's message waits for the
+    # main thread, so a blocking get must not wait for clicks that cannot arrive
+    k.run("rj.kernel._probes.clear()\nshim = rj.kernel.route_to_sender\n"
+          "rj.kernel.route_to_sender = lambda widget: None")
+    assert k.value("rj.kernel.blocking_get_policy()") == "advance"
+    cell = k.execute('ref = on("N2").remote(1, 2)\nvalue = ray.get(ref)')
+    assert k.wait(cell, 60)["status"] == "ok" and k.value("value") == 3    # no click needed
+    assert "waits for the paused cluster" not in k.text(cell)
+    k.run("rj.kernel.route_to_sender = shim; rj.kernel._probes.clear()")
+    assert k.value("rj.kernel.blocking_get_policy()") == "wait"
+    close_dashboard(k)

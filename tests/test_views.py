@@ -422,3 +422,18 @@ def test_real_cluster_step_log_of_the_lecture_add(fresh):
     assert (task.state, task.node, task.worker) == (states.FINISHED, "N2", "N2.w1")
     assert [s.proc for s in model.spans] == ["N2.w1"]
     ray.shutdown()
+
+
+def test_an_async_actors_overlapping_calls_get_a_row_each_on_the_timeline():
+    log = Log()
+    calls = [ids.actor_task_id(bytes.fromhex(COUNTER), DRIVER_TASK, i).hex() for i in (1, 2, 3)]
+    for i, t in enumerate(calls):
+        log("execute_task", "N2.w1", task=t, actor=COUNTER, name="AsyncWorker.work", attempt=0)
+    for t in calls:
+        log("task_returned", "N2.w1", task=t, actor=COUNTER, name="AsyncWorker.work",
+            returns=["inline"])
+    text = timeline_text(log.events, width=60)
+    rows = [line for line in text.splitlines()[1:4]]
+    assert rows[0].startswith("N2.w1  ") and all(r.startswith("       ") for r in rows[1:])
+    assert all("work" in r for r in rows)            # three calls in flight at once
+    assert_golden("timeline_async", text)

@@ -21,6 +21,8 @@ import asyncio
 import collections
 import threading
 
+import cloudpickle
+
 from raylab import exceptions as exc
 from raylab.core_worker.memory_store import ERROR, VALUE
 from raylab.core_worker.task_spec import ARG_REF, ARG_VALUE
@@ -33,7 +35,8 @@ class ActorQueue:
     """One actor, as seen by one caller."""
 
     __slots__ = ("actor_id", "state", "address", "conn", "pending", "in_flight", "info",
-                 "max_task_retries", "watching", "error", "node_id", "lost_address")
+                 "max_task_retries", "watching", "error", "node_id", "lost_address",
+                 "out_of_scope")
 
     def __init__(self, actor_id: bytes, max_task_retries: int = 0):
         self.actor_id = actor_id
@@ -48,6 +51,7 @@ class ActorQueue:
         self.error = None
         self.node_id = None
         self.lost_address = None
+        self.out_of_scope = False  # every handle is gone: the actor goes once this is idle
 
 
 class ActorSubmitter:
@@ -58,6 +62,8 @@ class ActorSubmitter:
         self.handle_objects: dict[bytes, bytes] = {}   # handle object id -> actor id
         self.detached: set = set()
         self.task_ids: set = set()
+        # actor id -> (refs its constructor's arguments hold, kept until it is DEAD?)
+        self.creation_args: dict[bytes, tuple] = {}
 
     def queue(self, actor_id: bytes, max_task_retries: int = 0) -> ActorQueue:
         q = self.queues.get(actor_id)
@@ -69,7 +75,7 @@ class ActorSubmitter:
         return task_id in self.task_ids
 
     # -- creation (Step 1: register with the GCS) ---------------------------------------
-    def register(self, spec, meta: dict) -> dict | None:
+    def register(self, spec, meta: dict, nested=()) -> dict | None:
         """Caller's thread. Named actors register synchronously (a taken name fails here)."""
         cw = self.cw
         deps = [a[1] for a in spec.args if a[0] == ARG_REF]
@@ -77,17 +83,48 @@ class ActorSubmitter:
         self.queue(spec.actor_id, meta.get("max_task_retries", 0))
         if meta.get("detached"):
             self.detached.add(spec.actor_id)
+        self._hold_args(spec, nested, meta.get("max_restarts", 0) != 0)
         TRACER.on and step("core_worker", "actor", "register_actor", actor=spec.actor_id.hex(),
                            detail={"class_name": meta["class_name"], "name": meta.get("name")})
         if meta.get("name"):
-            kind, info = cw.rpc_sync(cw.gcs_for_user(), "register_actor", spec, meta, timeout=30)
+            try:
+                kind, info = cw.rpc_sync(cw.gcs_for_user(), "register_actor", spec, meta,
+                                         timeout=30)
+            except BaseException:
+                cw.call_soon(self._release_args, spec.actor_id)
+                raise
             if kind == "exists":
+                cw.call_soon(self._release_args, spec.actor_id)
                 return info
         else:
             cw.call_soon(self._register_async, spec, meta)
         if deps:
             cw.call_soon(self._resolve_creation_args, spec, deps)
         return None
+
+    def _hold_args(self, spec, nested, restartable: bool) -> None:
+        """The constructor's arguments (and refs inside them, such as handles) stay alive
+        until the actor is ALIVE: by then its process has registered as a borrower of what
+        it kept. A restartable actor needs them for every restart, until it is DEAD."""
+        held = [a[1] for a in spec.args if a[0] == ARG_REF]
+        held += [r[0] for r in nested if isinstance(r, tuple)]
+        if not held:
+            return
+        with self.cw.lock:
+            self.cw.refs.add_submitted(held)
+        self.creation_args[spec.actor_id] = (held, restartable)
+
+    def _release_args(self, actor_id: bytes, state: str = DEAD) -> None:
+        """io thread: the creation task is over (ALIVE or DEAD): let the arguments go."""
+        entry = self.creation_args.get(actor_id)
+        if entry is None or (state != DEAD and entry[1]):
+            return
+        del self.creation_args[actor_id]
+        out: list = []
+        with self.cw.lock:
+            self.cw.refs.remove_submitted(entry[0], out)
+        if out:
+            self.cw.release(out)
 
     def _register_async(self, spec, meta) -> None:
         self.cw.loop.create_task(self._register(spec, meta))
@@ -99,6 +136,7 @@ class ActorSubmitter:
         except Exception as e:  # surfaces on the first method call
             q = self.queue(spec.actor_id)
             q.state, q.error = DEAD, exc.ActorDiedError(f"registering the actor failed: {e}")
+            self._release_args(spec.actor_id)
             self._fail_pending(q)
 
     def _resolve_creation_args(self, spec, deps) -> None:
@@ -117,10 +155,20 @@ class ActorSubmitter:
 
     async def _deps_ready(self, spec) -> None:
         store = self.cw.store.objects
+        failed = None
         for i, a in enumerate(spec.args):
-            if a[0] == ARG_REF and store[a[1]][0] == VALUE:
-                spec.args[i] = (ARG_VALUE, store[a[1]][1], None)
+            if a[0] != ARG_REF:
+                continue
+            kind, payload = store[a[1]][:2]
+            if kind == VALUE:
+                spec.args[i] = (ARG_VALUE, payload, None)
+            elif kind == ERROR and failed is None:
+                failed = payload
         gcs = await self.cw.ensure_gcs()
+        if failed is not None:  # its creation task cannot run: the actor is DEAD with why
+            error = creation_argument_error(spec, failed, self.cw.pid)
+            await gcs.call("actor_dependencies_failed", spec.actor_id, cloudpickle.dumps(error))
+            return
         await gcs.call("actor_dependencies_ready", spec.actor_id, spec)
 
     def on_handle_freed(self, oid: bytes) -> bool:
@@ -128,14 +176,29 @@ class ActorSubmitter:
         actor_id = self.handle_objects.pop(oid, None)
         if actor_id is None:
             return False
-        if actor_id not in self.detached:
-            self.cw.loop.create_task(self._kill(actor_id, True, "all handles are out of scope"))
+        if actor_id in self.detached:
+            return True
+        q = self.queues.get(actor_id)
+        if q is not None and q.state != DEAD and (q.pending or q.in_flight):
+            q.out_of_scope = True  # as in Ray, the calls already made still run first
+        else:
+            self._kill_out_of_scope(actor_id)
         return True
+
+    def _kill_out_of_scope(self, actor_id: bytes) -> None:
+        self.cw.loop.create_task(self._kill(actor_id, True, "all handles are out of scope"))
+
+    def _after_call(self, q: ActorQueue) -> None:
+        """io thread: a call is over; if it was the last one of an actor out of scope, the
+        actor goes now."""
+        if q.out_of_scope and not q.pending and not q.in_flight:
+            q.out_of_scope = False
+            self._kill_out_of_scope(q.actor_id)
 
     async def _kill(self, actor_id, no_restart, reason) -> None:
         try:
             gcs = await self.cw.ensure_gcs()
-            await gcs.call("kill_actor", actor_id, no_restart, reason)
+            await gcs.call("kill_actor", actor_id, no_restart, reason, False)  # not forced
         except (ConnectionLost, OSError):
             pass
 
@@ -217,7 +280,8 @@ class ActorSubmitter:
 
     def _push(self, q: ActorQueue, conn, spec) -> None:
         if conn is None or conn.closed:  # never sent: wait for the actor's next address
-            q.in_flight.pop(spec.task_id, None)
+            if q.in_flight.pop(spec.task_id, None) is None:
+                return  # already back in the queue with the calls lost with that connection
             q.pending.appendleft(spec)
             if q.state == ALIVE:
                 q.state, q.lost_address = None, q.address
@@ -232,27 +296,36 @@ class ActorSubmitter:
     def _on_reply(self, q: ActorQueue, spec, err, value) -> None:
         """io thread: the actor answered (``value``), or its connection dropped (``err``)."""
         with self.lock:
-            if q.in_flight.pop(spec.task_id, None) is None:
-                return
             if err is not None:
-                self._on_actor_lost(q, spec)
+                if spec.task_id in q.in_flight:
+                    self._on_actor_lost(q, spec, isinstance(err, ConnectionLost))
+                return
+            if q.in_flight.pop(spec.task_id, None) is None:
                 return
         self.task_ids.discard(spec.task_id)
         self.cw.task_manager.complete_task(spec, value, q.node_id)
+        self._after_call(q)
 
-    def _on_actor_lost(self, q: ActorQueue, spec) -> None:
-        """The call's connection dropped: the actor died. Retry after a restart, or fail."""
-        retries = q.max_task_retries
-        if retries == -1 or spec.attempt < retries:
-            spec.attempt += 1
-            q.pending.appendleft(spec)
-            TRACER.on and step("core_worker", "failure", "retry_task", task=spec.task_id.hex(),
-                               actor=q.actor_id.hex(),
-                               detail={"name": spec.name, "attempt": spec.attempt,
-                                       "why": "the actor died; retry after its restart"})
+    def _on_actor_lost(self, q: ActorQueue, spec, all_lost: bool) -> None:
+        """The call's connection dropped: the actor died. Retry after a restart, or fail.
+        Every call in flight went down with it: they go back to the head of the queue in
+        the order they were sent (their own failures, which follow, find nothing left)."""
+        if all_lost:
+            lost = list(q.in_flight.values())  # in the order they were sent
+            q.in_flight.clear()
         else:
-            q.pending.appendleft(spec)  # failed below once the GCS says what happened
-            spec.max_retries = -2       # marks: no retry left
+            lost = [q.in_flight.pop(spec.task_id)]
+        retries = q.max_task_retries
+        for s in lost:
+            if retries == -1 or s.attempt < retries:
+                s.attempt += 1
+                TRACER.on and step("core_worker", "failure", "retry_task", task=s.task_id.hex(),
+                                   actor=q.actor_id.hex(),
+                                   detail={"name": s.name, "attempt": s.attempt,
+                                           "why": "the actor died; retry after its restart"})
+            else:
+                s.max_retries = -2  # marks: no retry left; failed once the GCS says why
+        q.pending.extendleft(reversed(lost))
         if q.state == ALIVE:
             q.state = None  # ask the GCS: restarting, or dead?
             q.lost_address = q.address
@@ -266,6 +339,7 @@ class ActorSubmitter:
             spec = q.pending.popleft()
             self.task_ids.discard(spec.task_id)
             self.cw.task_manager.fail_task(spec, err)
+        self._after_call(q)
 
     # -- where is the actor? ask the GCS, listen for updates ---------------------------------
     def _watch(self, q: ActorQueue) -> None:
@@ -289,6 +363,8 @@ class ActorSubmitter:
 
     async def update(self, q: ActorQueue, info) -> None:
         if info is not None:
+            if info["state"] in (ALIVE, DEAD) and q.actor_id in self.creation_args:
+                self._release_args(q.actor_id, info["state"])
             q.info = info
             q.state = info["state"]
             q.node_id = info["node_id"]
@@ -320,18 +396,36 @@ class ActorSubmitter:
         pass
 
 
+def creation_argument_error(spec, failed, pid) -> exc.RayTaskError:
+    """The creation task's error when one of its arguments could not be computed (Ray's
+    words); ``failed``, that argument's own error, is its cause."""
+    cause, what = failed, f"{type(failed).__name__}: {failed}"
+    if isinstance(failed, exc.RayTaskError):  # a plain one (not an instance-of-cause class)
+        cause = exc.RayTaskError(failed.function_name, failed.traceback_str, failed.cause,
+                                 failed.proctitle, failed.pid, failed.ip, failed.actor_repr,
+                                 failed.actor_id)
+        what = str(cause)  # it names its own cause: "KeyError: ray::bad() ..."
+    text = f"{exc.ARGUMENT_NOT_COMPUTED}:\n{what}"
+    class_name = (spec.actor_options or {}).get("class_name")
+    return exc.RayTaskError(spec.name, text, cause, pid=pid, actor_repr=class_name,
+                            actor_id=spec.actor_id.hex())
+
+
 def _death_error(info) -> exc.RayActorError:
     err = info.get("error")
-    cause = info.get("death_cause") or "unknown"
     name = info.get("class_name", "actor")
-    if err is not None:
-        if isinstance(err, exc.RayTaskError):
-            err = err.as_instanceof_cause()  # so `except ZeroDivisionError` sees the cause
-        return exc.ActorDiedError(
-            f"The actor {name} died because of an error raised in its creation task: "
-            f"{err}", cause=err, actor_id=info["actor_id"].hex())
-    return exc.ActorDiedError(f"The actor {name} is dead: {cause}.",
-                              actor_id=info["actor_id"].hex())
+    actor_id = info["actor_id"].hex()
+    if err is None:
+        return exc.ActorDiedError(f"The actor {name} is dead: "
+                                  f"{info.get('death_cause') or 'unknown'}.", actor_id=actor_id)
+    cause = err
+    if isinstance(err, exc.RayTaskError):
+        # an argument's task failed (a RayTaskError(KeyError), say): that error is the cause;
+        # else the constructor's, so `except ZeroDivisionError` sees it
+        failed = err.cause if isinstance(err.cause, exc.RayTaskError) else err
+        cause = failed.as_instanceof_cause()
+    return exc.ActorDiedError(f"The actor {name} died because of an error raised in its "
+                              f"creation task: {err}", cause=cause, actor_id=actor_id)
 
 
 __all__ = ["ActorSubmitter", "asyncio"]

@@ -6,8 +6,8 @@ loop on a background thread (the "io thread"), so the user's thread only
 does quick work (build a task spec, look up the store) and sleeps in
 ``ray.get``; in a Jupyter kernel nothing blocks the kernel's own loop.
 
-This file is the shell: start-up, connections, the RPC handler other
-processes call, and reference counting plumbing. The owner-side protocols
+This file is the shell: start-up, connections and reference counting
+plumbing; ``handler.py`` is what other processes may call on it. The owner-side protocols
 live beside it: ``submitter.py`` (tasks), ``objects.py`` (put/get/wait).
 """
 from __future__ import annotations
@@ -15,34 +15,25 @@ from __future__ import annotations
 import asyncio
 import collections
 import os
-import sys
 import threading
 
 from raylab import ids
 from raylab.core_worker import current
+from raylab.core_worker.current import DRIVER, WORKER
+from raylab.core_worker.handler import CoreWorkerHandler, print_worker_lines
 from raylab.core_worker.memory_store import ERROR, IN_PLASMA, VALUE, MemoryStore
 from raylab.core_worker.objects import ObjectApi
 from raylab.core_worker.reference_table import FREE, RELEASED, ReferenceTable
 from raylab.core_worker.actor_submitter import ActorSubmitter
 from raylab.core_worker.submitter import NormalTaskSubmitter
+from raylab.core_worker.task_context import TaskContext, running
 from raylab.core_worker.task_manager import TaskManager
 from raylab.tracing.emit import TRACER, step
-from raylab.transport import ConnectionLost, connect, serve
+from raylab.transport import ConnectionLost, connect, new_event_loop, serve
 
-DRIVER = "driver"
-WORKER = "worker"
+# how long a dropped ObjectRef may wait before the io thread counts it (see remove_local_ref)
+DELETE_SWEEP_PERIOD = 0.05
 
-
-class TaskContext(threading.local):
-    """What is running on this thread: the task id that new ids derive from."""
-
-    def __init__(self, default_task_id=None):
-        self.task_id = default_task_id
-        self.task_counter = 0
-        self.put_counter = 0
-        self.name = None
-        self.actor_id = None
-        self.attempt = 0
 
 
 class CoreWorker:
@@ -59,7 +50,7 @@ class CoreWorker:
         self.pid = os.getpid()
         self.job_id = None
         self.namespace = None
-        self.loop = asyncio.new_event_loop()
+        self.loop = new_event_loop()
         self.thread = threading.Thread(target=self._run_loop, name="raylab-io", daemon=True)
         self.lock = threading.Lock()
         self.refs = ReferenceTable(address)
@@ -78,7 +69,7 @@ class CoreWorker:
         self.gcs = None
         self.raylet = None
         self.server = None
-        self.ctx = TaskContext()
+        self.main_ctx = TaskContext(None)  # see task_context.py
         # The lecture's design keeps every object (not only large ones) in the node's
         # object store, so the GCS object table can tell where it is.
         self.lecture_mode = self.cfg.control_plane == "centralized"
@@ -89,18 +80,25 @@ class CoreWorker:
         self.shutting_down = False
         self.listeners: dict[str, list] = {}   # pubsub method -> callbacks (views, tests)
         self.on_log = None                     # driver: prints worker output
+        self.infeasible_warned: set = set()    # resource shapes already warned about
 
     # -- the io thread ---------------------------------------------------------
     def _run_loop(self):
         asyncio.set_event_loop(self.loop)
         self.loop.run_forever()
+        if self.shutting_down:
+            _close_loop(self.loop)
 
     def call_soon(self, fn, *args):
         """Run ``fn(*args)`` on the io thread (from any thread)."""
         if threading.get_ident() == self.thread.ident:
             fn(*args)
         else:
-            self.loop.call_soon_threadsafe(fn, *args)
+            try:
+                self.loop.call_soon_threadsafe(fn, *args)
+            except RuntimeError:  # the loop is closed: raylab was shut down
+                if not self.shutting_down:
+                    raise
 
     def run_sync(self, coro, timeout: float | None = None):
         """Run a coroutine on the io thread and wait for its result (user threads only)."""
@@ -131,10 +129,11 @@ class CoreWorker:
             job, nodes, trace_cfg = await self.gcs.call("register_job", self.address, self.pid,
                                                         self.namespace)
             self.job_id = job
-            self.ctx = TaskContext(ids.driver_task_id(job))  # every driver thread
+            self.main_ctx = TaskContext(ids.driver_task_id(job))  # all driver threads
             for n in nodes:
                 self._learn_node(n)
         self.raylet = await self.conn_to(self.raylet_address, retry=True)
+        self.loop.call_later(DELETE_SWEEP_PERIOD, self._sweep_deleted)
 
     async def ensure_gcs(self):
         if self.gcs is None or self.gcs.closed:
@@ -269,15 +268,18 @@ class CoreWorker:
                 pass
 
     # -- ids --------------------------------------------------------------------
+    @property
+    def ctx(self) -> TaskContext:
+        """The task running in this thread or coroutine, else the process's main one."""
+        return running() or self.main_ctx
+
     def next_task_id(self) -> bytes:
         ctx = self.ctx
-        ctx.task_counter += 1
-        return ids.normal_task_id(self.current_job(), ctx.task_id, ctx.task_counter)
+        return ids.normal_task_id(self.current_job(), ctx.task_id, ctx.next_task_index())
 
     def next_put_id(self) -> bytes:
         ctx = self.ctx
-        ctx.put_counter += 1
-        return ids.object_id(ctx.task_id, ctx.put_counter)
+        return ids.object_id(ctx.task_id, ctx.next_put_index())
 
     def current_job(self) -> bytes:
         return self.job_id if self.job_id is not None else ids.job_of_task(self.ctx.task_id)
@@ -295,14 +297,34 @@ class CoreWorker:
             self.call_soon(self.objects.register_borrow, oid, owner)
 
     def remove_local_ref(self, oid: bytes) -> None:
-        # called from __del__ (any thread, maybe inside a GC pass): defer the work
+        # Called from __del__ (any thread, maybe inside a GC pass): defer the work to the io
+        # thread. From another thread, do not wake it for this: it drains the queue when it
+        # next completes a task, or at the next sweep. On two cores, a wake-up per dropped
+        # ref takes a CPU from the process that is about to answer our next call.
         self._deleted.append(oid)
-        if not self._delete_scheduled:
+        if not self._delete_scheduled and threading.get_ident() == self.thread.ident:
             self._delete_scheduled = True
-            try:
-                self.loop.call_soon_threadsafe(self._process_deleted)
-            except RuntimeError:
-                pass
+            self.loop.call_soon(self._process_deleted)
+
+    def settle_refs(self, timeout: float = 5.0) -> None:
+        """Count the refs dropped so far now, not at the next sweep: what shows the cluster
+        "as of now" (a trace flush, a view) shows their objects freed."""
+        if not self._deleted:
+            return
+        if self.on_io_thread():
+            self._process_deleted()
+            return
+
+        async def drain():
+            self._process_deleted()
+        self.run_sync(drain(), timeout)
+
+    def _sweep_deleted(self) -> None:
+        """io thread, every DELETE_SWEEP_PERIOD: drop the refs that went out of scope."""
+        if self._deleted and not self._delete_scheduled:
+            self._process_deleted()
+        if not self.shutting_down:
+            self.loop.call_later(DELETE_SWEEP_PERIOD, self._sweep_deleted)
 
     def _process_deleted(self) -> None:
         self._delete_scheduled = False
@@ -324,126 +346,27 @@ class CoreWorker:
                 self.objects.release_borrow(oid, entry)
 
 
-class CoreWorkerHandler:
-    """What other processes may ask of this core worker."""
-
-    def __init__(self, cw: CoreWorker):
-        self.cw = cw
-
-    def connection_lost(self, conn, exc):
-        self.cw.peer_lost(conn)
-        ex = self.cw.executor
-        if ex is not None:
-            ex.on_connection_lost(conn)
-
-    def rpc_hello(self, conn, address):
-        conn.peer = address
-        self.cw.conns.setdefault(address, conn)
-
-    # owner side: status of objects we own, and their borrowers
-    def rpc_get_object_status(self, conn, oid):
-        return self.cw.objects.object_status(oid)
-
-    def rpc_adopt_object(self, conn, oid, entry, node, contained):
-        return self.cw.objects.adopt(oid, entry, node, contained)
-
-    def rpc_recover_object(self, conn, oid, tried):
-        return self.cw.objects.recover_owned(oid, tried)
-
-    def rpc_get_object_locations(self, conn, oid):
-        return self.cw.objects.object_locations(oid)
-
-    def rpc_add_borrower(self, conn, oid, address):
-        return self.cw.objects.add_borrower(oid, address)
-
-    def rpc_borrow_released(self, conn, oid, address):
-        self.cw.objects.borrow_released(oid, address)
-
-    def rpc_object_location(self, conn, oid, node_id, size, added):
-        self.cw.objects.on_location(oid, node_id, size, added)
-
-    # worker side: tasks pushed to us by owners (see worker/executor.py)
-    def rpc_push_task(self, conn, spec):
-        return self.cw.executor.push(conn, spec)
-
-    def rpc_cancel_task(self, conn, task_id, force):
-        return self.cw.executor.cancel(task_id, force)
-
-    def rpc_exit_worker(self, conn, reason):
-        return self.cw.executor.exit(reason)
-
-    # the driver: trace events and worker output stream in
-    def rpc_trace_hello(self, conn, pid):
-        from raylab.tracing import recorder
-        recorder.COLLECTOR.add_uplink(pid, conn)
-
-    def rpc_trace_events(self, conn, batch):
-        from raylab.tracing import recorder
-        recorder.COLLECTOR.add_batch(batch)
-
-    def rpc_log_lines(self, conn, lines):
-        cb = self.cw.on_log
-        if cb is not None:
-            cb(lines)
-
-    # pubsub from the GCS
-    def rpc_node_added(self, conn, info):
-        self.cw._learn_node(info)
-        self.cw.notify("node_added", info)
-
-    def rpc_node_dead(self, conn, node_id, label, cause):
-        n = self.cw.nodes.get(node_id)
-        if n is not None:
-            n["Alive"] = False
-        self.cw.submitter.on_node_dead(node_id)
-        self.cw.objects.on_node_dead(node_id)
-        self.cw.actors.on_node_dead(node_id)
-        self.cw.notify("node_dead", node_id, label, cause)
-
-    def rpc_worker_failure(self, conn, address):
-        if address != self.cw.address:
-            self.cw.objects.on_peer_lost(address)
-
-    def rpc_trace_config(self, conn, on, rules, collector):
-        if self.cw.mode == WORKER:
-            self.cw.trace_uplink.configure(on, rules, collector)
-        return True
-
-    def rpc_trace_flush(self, conn):
-        TRACER.flush()
-        return {TRACER.pid: TRACER.last_seq()}
-
-    def rpc_resource_view(self, conn, snapshot):
+def _close_loop(loop) -> None:
+    """After shutdown, on the io thread: cancel what is still pending (lease requests,
+    connection attempts, long polls) and let it unwind, then close the loop, as
+    ``asyncio.run`` does; nothing is left to complain at exit ("Task was destroyed but it
+    is pending", "Event loop is closed")."""
+    try:
+        for _ in range(3):  # unwinding may start a task or two more
+            pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+            if not pending:
+                break
+            for t in pending:
+                t.cancel()
+            loop.run_until_complete(asyncio.wait(pending, timeout=0.5))
+            for t in pending:  # retrieved, so none reports "exception was never retrieved"
+                if t.done() and not t.cancelled():
+                    t.exception()
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    except Exception:
         pass
-
-    def rpc_lease_infeasible(self, conn, name, resources, why):
-        TRACER.on and step("core_worker", "task", "infeasible_warning", detail={"name": name, "why": why})
-        print(f"Warning: the task or actor {name} requests {resources}, which no node in "
-              f"the cluster can provide ({why}). It stays pending until a node that fits it "
-              "joins the cluster (raylab.cluster_utils.Cluster.add_node).",
-              file=sys.stderr, flush=True)
-
-    def __getattr__(self, name):
-        # actor protocol messages are handled by the actor submitter / actor executor
-        if name.startswith("rpc_"):
-            for part in (self.cw.actors, self.cw.executor):
-                fn = getattr(part, name, None) if part is not None else None
-                if fn is not None:
-                    return fn
-        raise AttributeError(name)
-
-
-def print_worker_lines(lines) -> None:
-    """Driver side: worker output, prefixed like Ray's ``(add pid=1234) ...``."""
-    out = sys.stdout
-    err = sys.stderr
-    for stream, prefix, text in lines:
-        target = err if stream == 2 else out
-        try:
-            target.write("".join(f"({prefix}) {line}\n" for line in text.splitlines()))
-            target.flush()
-        except Exception:
-            pass
+    finally:
+        loop.close()
 
 
 __all__ = ["CoreWorker", "CoreWorkerHandler", "DRIVER", "WORKER", "VALUE", "ERROR", "IN_PLASMA",

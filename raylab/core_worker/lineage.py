@@ -10,6 +10,8 @@ Each rebuild counts against the task's ``max_retries``.
 """
 from __future__ import annotations
 
+import time
+
 from raylab import exceptions as exc
 from raylab.core_worker.memory_store import ERROR, IN_PLASMA
 from raylab.tracing.emit import TRACER, step
@@ -19,9 +21,10 @@ from raylab.transport import ConnectionLost
 class LineageRecovery:
     """The ``ObjectApi`` methods that read from shared memory and recover lost objects."""
 
-    def _from_plasma(self, oid: bytes, owner: str):
+    def _from_plasma(self, oid: bytes, owner: str, deadline: float | None = None):
         """Read a large object from this node's store (pulled here first if elsewhere).
-        If every copy is gone, ask its owner to rebuild it from lineage, then read again."""
+        If every copy is gone, ask its owner to rebuild it from lineage, then read again.
+        A get's timeout (``deadline``) covers the pull and the rebuild too."""
         cw = self.cw
         owner = owner or cw.address
         e = cw.refs.entries.get(oid)
@@ -29,34 +32,40 @@ class LineageRecovery:
         hints = sorted(n for n in e.locations if n in alive) if e is not None else []
         for _attempt in range(64):
             try:
-                return cw.plasma.get(oid, owner, hints)
+                return cw.plasma.get(oid, owner, hints, deadline)
             except (exc.OwnerDiedError, exc.ObjectReconstructionFailedError):
                 raise
             except exc.ObjectLostError:
-                hints = self._recover(oid, owner, hints)
+                hints = self._recover(oid, owner, hints, deadline)
+            except TimeoutError:
+                raise exc.GetTimeoutError(
+                    f"Get timed out: object {oid.hex()} is ready, but it did not reach "
+                    f"{cw.node_label}'s object store in time (it is still being fetched)."
+                ) from None
             except ConnectionLost as err:
                 raise exc.RaySystemError(f"lost the connection to this node's raylet: {err}")
         raise exc.ObjectReconstructionFailedError(oid.hex(), owner)
 
-    def _recover(self, oid: bytes, owner: str, tried: list) -> list:
+    def _recover(self, oid: bytes, owner: str, tried: list, deadline=None) -> list:
         """Every copy we tried (``tried``; none means all the owner knew) failed: the owner
         rebuilds the object (or says it cannot). Wait until it is ready again; returns where
         its copies are now. A worker lends its CPU back meanwhile: the rebuild may need it."""
         cw = self.cw
         blocked = cw.executor is not None and cw.executor.notify_blocked()
         try:
-            return self._recover_and_wait(oid, owner, tried)
+            return self._recover_and_wait(oid, owner, tried, deadline)
         finally:
             if blocked:
                 cw.executor.notify_unblocked()
 
-    def _recover_and_wait(self, oid: bytes, owner: str, tried: list) -> list:
+    def _recover_and_wait(self, oid: bytes, owner: str, tried: list, deadline=None) -> list:
         cw = self.cw
         if owner == cw.address:
             status = cw.run_sync(self._recover_owned_async(oid, tried), 30)
             if isinstance(status, BaseException):
                 raise status
-            self._wait_for([oid], 1, None, "get")
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            self._wait_for([oid], 1, left, "get")
             e = cw.refs.entries.get(oid)
             return sorted(e.locations) if e is not None else []
         try:
@@ -86,7 +95,8 @@ class LineageRecovery:
         e = cw.refs.entries.get(oid)
         if e is None or not e.owned:
             return exc.ReferenceCountingAssertionError(oid.hex())
-        had = set(e.locations)
+        # where it was: its copies, or (if the node's death was heard first) its primary
+        had = set(e.locations) or ({e.primary_node} if e.primary_node else set())
         e.locations &= cw.alive_nodes()
         e.locations -= set(tried) if tried else set(e.locations)  # those copies failed
         if e.locations and not e.value_freed:

@@ -14,6 +14,7 @@ borrower protocol is in ``borrowers.py`` and rebuilding lost objects in
 from __future__ import annotations
 
 import concurrent.futures
+import time
 
 from raylab import exceptions as exc
 from raylab.core_worker.borrowers import BorrowerProtocol
@@ -118,6 +119,7 @@ class ObjectApi(BorrowerProtocol, LineageRecovery):
             for oid, ref in zip(oids, refs):
                 if oid in missing:  # the local object store asks the GCS (and waits there)
                     cw.call_soon(self._lecture_fetch, oid, ref._owner)
+        deadline = None if timeout is None else time.monotonic() + timeout
         if missing:
             self._wait_for(missing, len(missing), timeout, "get")
         out = []
@@ -125,7 +127,7 @@ class ObjectApi(BorrowerProtocol, LineageRecovery):
             entry = objects.get(ref._id)
             if entry is None:  # freed under us, or shutdown woke us
                 raise exc.ReferenceCountingAssertionError(ref.hex())
-            out.append(self._value_of(ref, entry))
+            out.append(self._value_of(ref, entry, deadline))
         if TRACER.on:
             for oid in oids[:4]:
                 step("core_worker", "get", "get_returned", object=oid.hex())
@@ -157,7 +159,7 @@ class ObjectApi(BorrowerProtocol, LineageRecovery):
                 "hit": oid not in missing, "owner": owner,
                 "text": "{who} checks its local object store for {object}: " + then})
 
-    def _value_of(self, ref, entry):
+    def _value_of(self, ref, entry, deadline: float | None = None):
         kind, payload = entry
         if kind == VALUE:
             return deserialize(payload)
@@ -165,7 +167,7 @@ class ObjectApi(BorrowerProtocol, LineageRecovery):
             if isinstance(payload, exc.RayTaskError):
                 raise payload.as_instanceof_cause()
             raise payload
-        return self._from_plasma(ref._id, ref._owner)
+        return self._from_plasma(ref._id, ref._owner, deadline)
 
     def get_by_ids(self, pairs: list) -> list:
         """Values of (object id, owner) arguments a task received by reference."""
@@ -346,14 +348,24 @@ class ObjectApi(BorrowerProtocol, LineageRecovery):
             self.cw.plasma.free_everywhere(oid, entry.locations)
 
     def on_location(self, oid, node_id, size, added) -> None:
-        e = self.cw.refs.entries.get(oid)
-        if e is None:
+        """Owner side (io thread): a node's object manager made (or dropped) a copy."""
+        cw = self.cw
+        e = cw.refs.entries.get(oid)
+        if e is None or (e.value_freed and not e.pending):
+            # The news came after we freed the object (the raylet tells us in the
+            # background, the get that made the copy returned at once): that copy was
+            # not among those we deleted, so it must go now.
+            if added and cw.plasma is not None:
+                cw.plasma.free_everywhere(oid, [node_id], late=True)
             return
-        if added:
-            e.locations.add(node_id)
-            e.size = size or e.size
-        else:
+        if not added:
             e.locations.discard(node_id)
+            return
+        e.size = size or e.size
+        if node_id not in e.locations:
+            e.locations.add(node_id)
+            TRACER.on and step("core_worker", "object", "location_recorded", 1,
+                               object=oid.hex(), detail={"at": cw.label_of(node_id)})
 
     # -- failures ----------------------------------------------------------------------
     def on_node_dead(self, node_id: bytes) -> None:

@@ -12,8 +12,12 @@ arguments and return values.
 """
 from __future__ import annotations
 
+import hashlib
+import io
 import pickle
 import threading
+import types
+from collections import ChainMap
 
 import cloudpickle
 
@@ -71,14 +75,48 @@ def note_ref(object_id: bytes, owner: str) -> None:
         refs.append((object_id, owner))
 
 
-def dumps_function(fn) -> bytes:
-    """Pickle a remote function or actor class by value (it may live in a notebook cell)."""
+def export_function(fn) -> tuple[bytes, bytes]:
+    """Pickle a remote function or actor class by value (it may live in a notebook cell).
+
+    Returns ``(blob, function_id)``. The id is a digest of the function's content only, so
+    the same program shows the same ids on every run, wherever its file lives.
+    """
     try:
-        return cloudpickle.dumps(fn, 5)
+        content = cloudpickle.dumps(fn, 5)
+        blob = _pickle_keeping_filenames(fn)
     except Exception as e:
         raise SerializationError(f"cannot pickle the remote function or class "
                                  f"{getattr(fn, '__qualname__', fn)!r}: {e}. Values it "
                                  "captures (globals, closures) must be picklable too.") from e
+    return blob, hashlib.sha1(content).digest()[:20]
+
+
+# cloudpickle (>= 3.1) blanks every code object's file name to make its pickles
+# reproducible; a worker then cannot show the user's source lines in a remote
+# traceback ("raise MyError" in RayTaskError). The exported blob keeps the names.
+_BLANK = "<dynamic-code>"
+_code_reduce = cloudpickle.Pickler.dispatch_table[types.CodeType]
+
+
+def _code_keeping_filename(code):
+    if code.co_filename == _BLANK:
+        return _code_reduce(code)
+    return _restore_filename, (code.replace(co_filename=_BLANK), code.co_filename)
+
+
+def _restore_filename(code, filename: str):
+    return code.replace(co_filename=filename)
+
+
+class _FunctionPickler(cloudpickle.Pickler):
+    dispatch_table = ChainMap({types.CodeType: _code_keeping_filename},
+                              cloudpickle.Pickler.dispatch_table)
+
+
+def _pickle_keeping_filenames(fn) -> bytes:
+    out = io.BytesIO()
+    _FunctionPickler(out, protocol=5).dump(fn)
+    return out.getvalue()
 
 
 def _describe(value) -> str:

@@ -16,7 +16,8 @@ For each task the owner:
    when no task of that key is left, returns the worker to its raylet.
 
 A worker that dies mid-task makes the push fail: the task is retried up to
-``max_retries`` times, then fails with ``WorkerCrashedError``.
+``max_retries`` times, then fails with ``WorkerCrashedError``; a node declared
+DEAD has its tasks failed over (``task_failures.py``).
 """
 from __future__ import annotations
 
@@ -25,12 +26,16 @@ import collections
 
 from raylab import exceptions as exc
 from raylab.core_worker.memory_store import ERROR, IN_PLASMA, VALUE
+from raylab.core_worker.task_failures import TaskFailures, drop_connection
 from raylab.core_worker.task_spec import ARG_REF, ARG_VALUE
 from raylab.scheduling import policies
 from raylab.states import (FAILED, FINISHED, PENDING_ARGS_AVAIL, PENDING_NODE_ASSIGNMENT,
                            SUBMITTED_TO_WORKER)
 from raylab.tracing.emit import TRACER, checkpoint, step
 from raylab.transport import ConnectionLost
+
+# the lecture's Step 1: the driver contacts its local scheduler, which asks the global one
+ASK_GLOBAL = "the local scheduler asks the global one"
 
 
 class LeasedWorker:
@@ -63,13 +68,14 @@ class KeyQueue:
         self.pending_leases = 0
 
 
-class NormalTaskSubmitter:
+class NormalTaskSubmitter(TaskFailures):
     def __init__(self, cw):
         self.cw = cw
         self.queues: dict[tuple, KeyQueue] = {}
         self.states: dict[bytes, str] = {}       # task id -> Ray task state, while pending
         self.specs: dict[bytes, object] = {}     # task id -> spec, while pending
         self.running_on: dict[bytes, LeasedWorker] = {}
+        self.asking: dict = {}  # node id -> lease requests waiting on that node's raylet
         self.cancelled: set = set()
         self._lease_counter = 0
         self.max_in_flight = cw.cfg.max_tasks_in_flight_per_worker
@@ -127,6 +133,7 @@ class NormalTaskSubmitter:
         affinity, the node holding most argument bytes, else the local raylet."""
         cw = self.cw
         strategy = spec.strategy
+        dead = ""
         if strategy[0] == "NODE_AFFINITY":
             target, soft = strategy[1], strategy[2]
             addr = cw.raylet_address_of(target)
@@ -136,8 +143,9 @@ class NormalTaskSubmitter:
                 raise exc.TaskUnschedulableError(
                     f"Task {spec.name} has NodeAffinitySchedulingStrategy(soft=False) to node "
                     f"{target.hex()}, which is dead or unknown.")
+            dead = f"{cw.label_of(target)} is dead, so soft NodeAffinity lets it run elsewhere; "
         if cw.cfg.control_plane == "centralized":  # the lecture: always the local scheduler
-            return cw.node_id, cw.raylet_address, "the local scheduler asks the global one"
+            return cw.node_id, cw.raylet_address, dead + ASK_GLOBAL
         plasma_args = [a[1] for a in spec.args if a[0] == ARG_REF]
         if plasma_args:
             sizes, locs = {}, {}
@@ -149,8 +157,8 @@ class NormalTaskSubmitter:
             best = policies.locality(locs, sizes, cw.alive_nodes())
             if best is not None and cw.raylet_address_of(best):
                 return best, cw.raylet_address_of(best), (
-                    f"data locality: {cw.label_of(best)} holds most argument bytes")
-        return cw.node_id, cw.raylet_address, "the local raylet decides"
+                    f"{dead}data locality: {cw.label_of(best)} holds most argument bytes")
+        return cw.node_id, cw.raylet_address, dead + "the local raylet decides"
 
     # -- 2. queue by scheduling key, 3. leases, 4. push --------------------------------
     def _enqueue(self, spec) -> None:
@@ -218,6 +226,10 @@ class NormalTaskSubmitter:
             self._send_return(lw, disconnect=True)
             self._pump(q)
             return
+        if self._dead(lw.node_id):  # its node was declared dead while we connected
+            drop_connection(lw.conn)
+            self._pump(q)
+            return
         q.leases.append(lw)
         self._pump(q)
 
@@ -230,16 +242,22 @@ class NormalTaskSubmitter:
             hold = TRACER.on and checkpoint("core_worker", "task", "request_lease", task=spec.task_id.hex(),
                               node=node_id.hex() if node_id else None,
                               detail={"raylet": cw.label_of(node_id), "why": why,
-                                      "resources": spec.resources, "name": spec.name})
+                                      "resources": spec.resources, "name": spec.name,
+                                      "global": why.endswith(ASK_GLOBAL)})
             if hold:
                 await hold
             deps = [(a[1], a[2]) for a in spec.args if a[0] == ARG_REF]
             try:
                 conn = await cw.conn_to(address)
-                reply = await conn.call("request_worker_lease", spec.resources,
-                                        spec.placement_resources, self._strategy(spec), spilled,
-                                        cw.address, spec.task_id, spec.name, spec.actor_id,
-                                        deps)
+                fut = conn.call("request_worker_lease", spec.resources,
+                                spec.placement_resources, self._strategy(spec), spilled,
+                                cw.address, spec.task_id, spec.name, spec.actor_id, deps)
+                waiting = self.asking.setdefault(node_id, set())
+                waiting.add(fut)  # failed at once if the node is declared dead meanwhile
+                try:
+                    reply = await fut
+                finally:
+                    waiting.discard(fut)
             except OSError:
                 if node_id is not None and node_id != cw.node_id:
                     cw.unreachable.add(node_id)  # its raylet is gone: treat the node as dead
@@ -247,7 +265,10 @@ class NormalTaskSubmitter:
             kind = reply[0]
             if kind == "granted":
                 _, lease_id, worker_id, waddr, wnode, pid = reply
-                return LeasedWorker(lease_id, worker_id, waddr, wnode, address, pid)
+                lw = LeasedWorker(lease_id, worker_id, waddr, wnode, address, pid)
+                if self._dead(wnode):  # a late grant from a node already DEAD: fenced
+                    raise ConnectionLost(f"{cw.label_of(wnode)} is dead")
+                return lw
             if kind == "spillback":
                 _, node_id, address, why = reply
                 spilled = True
@@ -264,9 +285,13 @@ class NormalTaskSubmitter:
     def _strategy(self, spec) -> tuple:
         """A soft affinity to a node we found unreachable (dying) no longer binds."""
         st = spec.strategy
-        if st[0] == "NODE_AFFINITY" and st[2] and st[1] in self.cw.unreachable:
+        if st[0] == "NODE_AFFINITY" and st[2] and self._dead(st[1]):
             return ("DEFAULT",)
         return st
+
+    def _dead(self, node_id) -> bool:
+        """Declared DEAD by the GCS, or its raylet refused us (dying)."""
+        return node_id != self.cw.node_id and self.cw.raylet_address_of(node_id) is None
 
     def _push(self, lw: LeasedWorker, spec) -> None:
         tid = spec.task_id
@@ -303,7 +328,11 @@ class NormalTaskSubmitter:
     # -- 5. the reply ----------------------------------------------------------------
     def _on_reply(self, lw: LeasedWorker, spec, fut) -> None:
         tid = spec.task_id
-        lw.in_flight.pop(tid, None)
+        if lw.in_flight.pop(tid, None) is None:
+            # fenced: failed over when its node was declared dead; this reply is stale
+            if not fut.cancelled():
+                fut.exception()  # (retrieved, so asyncio does not warn about it)
+            return
         self.running_on.pop(tid, None)
         q = self.queues.get(spec.scheduling_key())
         if fut.cancelled() or fut.exception() is not None:
@@ -316,38 +345,6 @@ class NormalTaskSubmitter:
                 self._return_lease(q, lw)
         if q is not None:
             self._pump(q)
-
-    def _on_worker_failed(self, lw: LeasedWorker, q) -> None:
-        if lw.dead:
-            return
-        lw.dead = True
-        TRACER.on and step("core_worker", "failure", "worker_died", task=None, node=lw.node_id.hex(),
-             detail={"worker": lw.worker_id.hex()[:8], "pid": lw.pid})
-        if q is not None and lw in q.leases:
-            q.leases.remove(lw)
-        self._send_return(lw, disconnect=True)
-
-    def _retry_or_fail(self, spec, why: str, error=None) -> bool:
-        """Resubmit the task if it has retries left; otherwise fail its returns."""
-        tid = spec.task_id
-        if tid in self.cancelled:
-            self._finish_failed(spec, exc.TaskCancelledError(tid.hex()))
-            return False
-        left = spec.max_retries
-        if left == -1 or spec.attempt < left:
-            spec.attempt += 1
-            TRACER.on and step("core_worker", "failure", "retry_task", task=tid.hex(),
-                 detail={"attempt": spec.attempt, "why": why, "name": spec.name,
-                         "max_retries": left})
-            self.submit(spec)
-            return True
-        if error is None:
-            error = exc.WorkerCrashedError(
-                f"The worker executing {spec.name} died unexpectedly (attempt "
-                f"{spec.attempt + 1} of {left + 1}): {why}. It may have called os._exit or "
-                "sys.exit, been killed by a signal, or run out of memory.")
-        self._finish_failed(spec, error)
-        return False
 
     def _finish_failed(self, spec, error) -> None:
         self.cw.task_manager.fail_task(spec, error)
@@ -377,8 +374,8 @@ class NormalTaskSubmitter:
         if conn is not None and not conn.closed:
             conn.send("return_worker", lw.lease_id, disconnect)
 
-    # -- cancellation and failures -------------------------------------------------------
-    def cancel(self, tid: bytes, force: bool) -> bool:
+    # -- cancellation (failures: see task_failures.py) -----------------------------------
+    def cancel(self, tid: bytes, force: bool, recursive: bool = True) -> bool:
         spec = self.specs.get(tid)
         if spec is None:
             return False
@@ -390,19 +387,19 @@ class NormalTaskSubmitter:
                 return True
         lw = self.running_on.get(tid)
         if lw is not None and lw.conn is not None and not lw.conn.closed:
-            lw.conn.send("cancel_task", tid, force)
+            lw.conn.send("cancel_task", tid, force, recursive)
             return True
         if self.states.get(tid) == PENDING_ARGS_AVAIL:
             self._finish_failed(spec, exc.TaskCancelledError(tid.hex()))
         return True
 
-    def on_node_dead(self, node_id: bytes) -> None:
-        for q in list(self.queues.values()):
-            for lw in list(q.leases):
-                if lw.node_id == node_id:
-                    # the connection drop fails its in-flight pushes; retries follow
-                    lw.dead = True
-                    q.leases.remove(lw)
+    def cancel_children(self, parent: bytes, force: bool) -> int:
+        """Recursive cancel, in the worker running ``parent``: cancel every task it submitted
+        that is still pending or running (their workers cancel their own children in turn)."""
+        children = [tid for tid, spec in self.specs.items() if spec.parent_task_id == parent]
+        for tid in children:
+            self.cancel(tid, force)
+        return len(children)
 
     def num_pending(self) -> int:
         return len(self.specs)

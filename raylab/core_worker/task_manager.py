@@ -101,10 +101,13 @@ class TaskManager:
     # -- completion (io thread) -------------------------------------------------------
     def complete_task(self, spec, reply, node_id: bytes) -> None:
         cw = self.cw
+        if cw._deleted:  # awake anyway: count the refs dropped since (see remove_local_ref)
+            cw._process_deleted()
         status, returns = reply
         if status == "error" and spec.kind == NORMAL_TASK and \
                 self._should_retry_exception(spec, returns):
-            if cw.submitter._retry_or_fail(spec, "application error (retry_exceptions)"):
+            # with no retry left, the task's own error is its result (not a crash)
+            if cw.submitter.retry(spec, "application error (retry_exceptions)"):
                 return
         hold = TRACER.on and checkpoint(
             "core_worker", "task", "task_finished", task=spec.task_id.hex(),
@@ -158,9 +161,9 @@ class TaskManager:
                 cw.store.put(oid, (ERROR, err))
             return err
         spec.attempt += 1
-        TRACER.on and step("core_worker", "failure", "reconstruct_object", object=lost.hex(),
-                           task=spec.task_id.hex(),
-                           detail={"name": spec.name, "attempt": spec.attempt})
+        hold = TRACER.on and checkpoint("core_worker", "failure", "reconstruct_object",
+                                        object=lost.hex(), task=spec.task_id.hex(),
+                                        detail={"name": spec.name, "attempt": spec.attempt})
         held = lineage_args(spec)
         with cw.lock:
             for oid in spec.return_ids():
@@ -172,7 +175,7 @@ class TaskManager:
                     e.value_freed = False
             cw.refs.add_submitted(held)
         self.held_args[spec.task_id] = held
-        cw.submitter.submit(spec)
+        cw.submitter.after(hold, cw.submitter.submit, spec)  # (step mode may pause here)
         return "recovering"
 
     def fail_task(self, spec, error) -> None:

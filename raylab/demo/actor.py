@@ -25,7 +25,8 @@ def scenario():
     with ray.trace() as t:
         counter = Counter.options(
             scheduling_strategy=NodeAffinitySchedulingStrategy(n2, soft=False)).remote()
-        ray.get(counter.__ray_ready__.remote())   # creation (Steps 1-3) first, then calls
+        # the readiness check: it returns once creation (Steps 1-3) has made Counter ALIVE
+        ray.get(counter.__ray_ready__.remote())
     with ray.trace() as calls:
         ray.get(counter.increment.remote())
     return t, calls, counter

@@ -1,14 +1,22 @@
 """Demo: the lifecycle of a remote task across two nodes (the lecture's ``add(a, b)``).
 
 Object ``a`` is put by the driver on N1; ``b`` is made by a task on N2 (both
-large, so they live in their nodes' object stores). Then ``add.remote(a, b)``:
-the function is registered (Step 0), the owner asks for a lease where most of
-the arguments are (N2, Steps 1-4), N2's raylet checks its store, fetches ``a``
-from N1 and replicates it (Steps 5-7), and N2's worker runs ``add`` (Steps 8-9).
+large, so they live in their nodes' object stores; plain bytes, so the demo
+needs nothing beyond raylab). Then ``add.remote(a, b)``: the function is
+registered (Step 0) and the task is placed where most of its arguments are, N2:
+
+- the lecture's design (``control_plane="centralized"``): the driver contacts
+  N1's local scheduler (Step 1), which contacts the global scheduler (Step 2);
+  an object table lookup finds b on N2 (Step 3), and the global scheduler
+  schedules the task there (Step 4);
+- Ray 2 (``"ownership"``): the driver owns a and b, so it knows N2 holds most
+  of the bytes and asks N2's raylet for a lease itself; N2's raylet keeps it.
+
+Either way N2's local scheduler checks its store (Step 5), looks up a (Step 6:
+in the GCS, or by asking a's owner), fetches it from N1 and replicates it
+(Step 7), and invokes a worker (Step 8), which runs ``add`` (Step 9).
 """
 from __future__ import annotations
-
-import numpy as np
 
 import raylab as ray
 from raylab.demo import runner
@@ -16,23 +24,37 @@ from raylab.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 MB = 1 << 20
 
+# which slide each step is, in each design (see raylab.views.steplog.SlideSteps)
+SLIDES = {
+    "centralized": {
+        "export_function": 0, "register_function": 0, "request_lease": 1,
+        "forward_to_global_scheduler": 2, "object_table_lookup": (3, 6),
+        "global_decision": 4, "check_local_args": 5, "locate_object": 6, "pull_object": 7,
+        "object_replicated": 7, "lease_granted": 8, "push_task": 8, "execute_task": 9},
+    "ownership": {
+        "export_function": 0, "register_function": 0, "request_lease": "1-3",
+        "schedule_decision": 4, "check_local_args": 5, "locate_object": 6, "pull_object": 7,
+        "object_replicated": 7, "lease_granted": 8, "push_task": 8, "execute_task": 9},
+}
+
 
 @ray.remote
 def make_b():
-    return np.full(3 * MB, 2, dtype=np.uint8)
+    return bytes([2]) * (3 * MB)
 
 
 @ray.remote
 def add(a, b):
-    return np.concatenate([a, b])
+    return a + b
 
 
 def setup():
     """a on N1 (ray.put by the driver), b on N2 (the output of a task there)."""
-    a = ray.put(np.full(2 * MB, 1, dtype=np.uint8))
+    a = ray.put(bytes([1]) * (2 * MB))
     b = make_b.options(scheduling_strategy=NodeAffinitySchedulingStrategy(
         runner.node_id("N2"), soft=False)).remote()
     ray.wait([b], fetch_local=False)
+    runner.settle([a, b])  # the traced part starts with the cluster at rest
     return a, b
 
 
@@ -44,17 +66,42 @@ def scenario(a, b):
     return ref_c
 
 
+def steps(trace, ref_c) -> list:
+    """The task's lecture-level steps. Where c is stored and entered in the object table
+    belongs to the next scenario (``ray.get``), and happens after the task replied."""
+    c = ref_c.hex()
+    return [e for e in trace.steps(flow=["task", "object"])
+            if not (e.flow == "object" and e.ids.get("object") == c)]
+
+
+def names(a, b, ref_c=None) -> dict:
+    """The objects by their names on the slides."""
+    out = {a.hex(): "a", b.hex(): "b"}
+    if ref_c is not None:
+        out[ref_c.hex()] = "c"
+    return out
+
+
 def run(step: bool = False, out=None, control_plane: str = "ownership") -> str:
     runner.fresh_cluster(control_plane=control_plane)
     try:
         a, b = setup()
+        title = f"A remote task: add(a, b) with a on N1 and b on N2 ({control_plane})"
         if step:
-            runner.step_through(lambda: scenario(a, b), "A remote task: add(a, b)", out)
+            called = names(a, b)
+
+            def named_scenario():  # c gets its name as soon as add.remote returns it
+                ref_c = add.remote(a, b)
+                called[ref_c.hex()] = "c"
+                ray.wait([ref_c], fetch_local=False)
+
+            runner.step_through(named_scenario, title, out, slides=SLIDES[control_plane],
+                                names=called)
             return ""
         with ray.trace() as t:
             ref_c = scenario(a, b)
-        assert int(ray.get(ref_c).sum()) == 2 * MB + 3 * 2 * MB
-        return runner.show(t, "A remote task: add(a, b) with a on N1 and b on N2", out,
-                           flow=["task", "object"])
+        assert sum(ray.get(ref_c)) == 2 * MB + 3 * 2 * MB
+        return runner.show(steps(t, ref_c), title, out, SLIDES[control_plane],
+                           names(a, b, ref_c))
     finally:
         ray.shutdown()

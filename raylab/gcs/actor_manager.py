@@ -38,6 +38,8 @@ class ActorEntry:
     namespace: str
     detached: bool
     max_restarts: int
+    max_task_retries: int = 0    # handed to every handle made from this row (get_actor)
+    job_id: bytes | None = None
     state: str = DEPENDENCIES_UNREADY
     node_id: bytes | None = None
     node_label: str | None = None
@@ -48,6 +50,7 @@ class ActorEntry:
     death_cause: str = ""
     error: object = None         # the constructor's exception, for RayActorError
     lease: tuple | None = None   # (raylet address, lease id)
+    asking: bytes | None = None  # the node whose raylet holds our lease request now
     methods: dict = field(default_factory=dict)
     owner_node: bytes | None = None
 
@@ -58,13 +61,17 @@ class ActorEntry:
                 "death_cause": self.death_cause, "error": self.error, "pid": self.pid,
                 "class_name": self.class_name, "name": self.name,
                 "namespace": self.namespace, "methods": self.methods,
-                "owner": self.owner, "detached": self.detached}
+                "owner": self.owner, "detached": self.detached,
+                "max_task_retries": self.max_task_retries}
 
     def row(self) -> dict:
         return {"actor_id": self.actor_id.hex(), "class_name": self.class_name,
                 "state": self.state, "name": self.name, "namespace": self.namespace,
                 "node": self.node_label, "worker_pid": self.pid, "restarts": self.restarts,
-                "death_cause": self.death_cause}
+                "death_cause": self.death_cause, "node_id": _hex(self.node_id),
+                "worker_id": _hex(self.worker_id), "job_id": _hex(self.job_id),
+                "detached": self.detached,
+                "resources": dict(getattr(self.spec, "placement_resources", None) or {})}
 
 
 class ActorTable:
@@ -110,8 +117,10 @@ class ActorTable:
         return self.set_state(e, PENDING_CREATION)
 
     def created(self, e: ActorEntry, node_id, node_label, worker_id, address, pid) -> list:
+        # a restarted actor is alive again: the cause of its last death is history
         return self.set_state(e, ALIVE, node_id=node_id, node_label=node_label,
-                              worker_id=worker_id, address=address, pid=pid)
+                              worker_id=worker_id, address=address, pid=pid, death_cause="",
+                              error=None)
 
     def creation_failed(self, e: ActorEntry, error, cause: str) -> list:
         out = self.set_state(e, DEAD, error=error, death_cause=cause, address=None)
@@ -146,3 +155,7 @@ class ActorTable:
 
     def on_node(self, node_id: bytes) -> list[ActorEntry]:
         return [e for e in self.actors.values() if e.node_id == node_id and e.state == ALIVE]
+
+
+def _hex(b: bytes | None) -> str | None:
+    return b.hex() if b is not None else None

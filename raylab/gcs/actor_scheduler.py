@@ -9,6 +9,8 @@ schedules the actor creation task" on the leased worker, which from then on
 The GCS keeps a connection to every actor process; when it drops, the actor
 died, and the actor table decides: restart (run the constructor again on a
 new lease) or DEAD. Owners that die take their (non-detached) actors with them.
+``ray.kill`` ends the actor's process at once; an actor killed before it has one
+withdraws its lease request, and a lease granted to it anyway goes back.
 """
 from __future__ import annotations
 
@@ -51,17 +53,20 @@ class ActorScheduler:
     # -- registration (Step 1) -------------------------------------------------------------
     async def rpc_register_actor(self, conn, spec, meta):
         t = self.table
-        name, ns = meta.get("name"), meta["namespace"]
+        # an actor made inside a task lives in its job's namespace, as the driver's do
+        name, ns = meta.get("name"), meta["namespace"] or self.job_namespace(spec.job_id)
         if name:
             existing = t.name_taken(name, ns)
             if existing is not None:
                 if meta.get("get_if_exists"):
                     return ("exists", t.actors[existing].info())
-                raise ValueError(f"The name {name} (namespace={ns}) is already taken. Please "
-                                 f"use a different name or get the existing actor using "
-                                 f"ray.get_actor('{name}', namespace='{ns}')")
+                raise exc.ActorAlreadyExistsError(
+                    f"The name {name} (namespace={ns}) is already taken. Please use a "
+                    f"different name or get the existing actor using "
+                    f"ray.get_actor('{name}', namespace='{ns}')")
         e = ActorEntry(spec.actor_id, meta["class_name"], spec, spec.owner_address, name, ns,
                        meta.get("detached", False), meta.get("max_restarts", 0),
+                       meta.get("max_task_retries", 0), spec.job_id,
                        methods=meta.get("methods", {}), owner_node=meta.get("owner_node"))
         self.owner_conns[conn] = spec.owner_address
         effects = t.register(e)
@@ -73,6 +78,14 @@ class ActorScheduler:
         await self.run(effects)
         return ("ok", e.info())
 
+    def job_namespace(self, job_id) -> str | None:
+        job = self.gcs.jobs.jobs.get(job_id)
+        return job.namespace if job is not None else None
+
+    def rpc_get_job_namespace(self, conn, job_id):
+        """A worker asks which namespace its job's named actors live in (once per job)."""
+        return self.job_namespace(job_id)
+
     async def rpc_actor_dependencies_ready(self, conn, actor_id, spec):
         """The owner resolved the constructor's arguments: now the actor can be placed."""
         e = self.table.actors.get(actor_id)
@@ -83,28 +96,45 @@ class ActorScheduler:
         self.gcs.loop.create_task(self.schedule(actor_id))
         return True
 
+    async def rpc_actor_dependencies_failed(self, conn, actor_id, error_payload):
+        """An argument of the constructor failed: the creation task cannot run, so (as in
+        Ray) the actor is DEAD and every call raises the creation task's error."""
+        import cloudpickle
+        e = self.table.actors.get(actor_id)
+        if e is None or e.state != "DEPENDENCIES_UNREADY":
+            return False
+        error = cloudpickle.loads(error_payload)
+        await self.run(self.table.creation_failed(e, error, _creation_cause(error)))
+        return True
+
     # -- scheduling (Steps 2-3) -------------------------------------------------------------
     async def schedule(self, actor_id: bytes) -> None:
         e = self.table.actors.get(actor_id)
         if e is None or e.state not in ("PENDING_CREATION", RESTARTING):
             return
         spec = e.spec
+        attempt = e.restarts
         try:
             grant = await self._lease(e)
         except exc.TaskUnschedulableError as err:
-            await self.run(self.table.creation_failed(e, exc.ActorUnschedulableError(str(err)),
-                                                       f"cannot be scheduled: {err}"))
+            if e.state != DEAD:
+                await self.run(self.table.creation_failed(
+                    e, exc.ActorUnschedulableError(str(err)), f"cannot be scheduled: {err}"))
             return
-        if grant is None or e.state == DEAD:
+        if grant is None:
             return
         raylet_addr, lease_id, worker_id, waddr, node_id, pid = grant
         e.lease = (raylet_addr, lease_id)
+        if self._overtaken(e, attempt):  # killed while the raylet was granting the lease
+            return
         label = self.gcs.view.nodes[node_id].label if node_id in self.gcs.view.nodes else "?"
         hold = TRACER.on and checkpoint("gcs", "actor", "create_actor", actor=e.actor_id.hex(),
                                         node=node_id.hex(),
                                         detail={"class_name": e.class_name, "to": label})
         if hold:
             await hold
+            if self._overtaken(e, attempt):
+                return
         spec.attempt = e.restarts
         try:
             conn = await connect(waddr, self.gcs.session.token, _ActorProcess(self, actor_id),
@@ -120,14 +150,21 @@ class ActorScheduler:
         if status != "ok":
             import cloudpickle
             error = cloudpickle.loads(returns[0][1])
-            cause = f"the actor's constructor raised {type(getattr(error, 'cause', error)).__name__}"
-            await self.run(self.table.creation_failed(e, error, cause))
+            await self.run(self.table.creation_failed(e, error, _creation_cause(error)))
             conn.send("exit_worker", "constructor failed")
             return
         if e.state == DEAD:  # killed while it was being created
-            conn.send("exit_worker", "killed")
+            conn.send("exit_worker", "killed", True)
             return
         await self.run(self.table.created(e, node_id, label, worker_id, waddr, pid))
+
+    def _overtaken(self, e: ActorEntry, attempt: int) -> bool:
+        """A lease arrived for a creation that no longer stands (the actor was killed, or
+        is being created again): give the worker back, or it would idle as this actor."""
+        if e.state != DEAD and e.restarts == attempt:
+            return False
+        self.release_lease(e.actor_id)
+        return True
 
     async def _lease(self, e: ActorEntry):
         """Pick a node and lease a worker there; a raylet that vanished meanwhile (its node
@@ -172,10 +209,16 @@ class ActorScheduler:
             conn = self.gcs.raylet_conns.get(d.node)
             if address is None or conn is None:
                 raise ConnectionLost("the chosen node's raylet is gone")
-            reply = await conn.call("request_worker_lease", spec.resources,
-                                    spec.placement_resources, spec.strategy, spilled,
-                                    self.gcs.session.gcs_address, spec.task_id, e.class_name,
-                                    e.actor_id)
+            if e.state == DEAD:  # killed meanwhile (in step mode, say): ask nobody
+                return None
+            e.asking = d.node  # so that a kill can withdraw the request
+            try:
+                reply = await conn.call("request_worker_lease", spec.resources,
+                                        spec.placement_resources, spec.strategy, spilled,
+                                        self.gcs.session.gcs_address, spec.task_id,
+                                        e.class_name, e.actor_id)
+            finally:
+                e.asking = None
             if reply[0] == "granted":
                 return (address,) + tuple(reply[1:])
             if reply[0] == "spillback":
@@ -197,6 +240,13 @@ class ActorScheduler:
         info = self.gcs.nodes.nodes.get(node_id)
         return info.address if info is not None and info.state == "ALIVE" else None
 
+    def cancel_lease_request(self, e: ActorEntry) -> None:
+        """The actor will not be created: the raylet drops its queued (or infeasible) request,
+        instead of granting it later to nobody."""
+        conn = self.gcs.raylet_conns.get(e.asking) if e.asking is not None else None
+        if conn is not None and not conn.closed:
+            conn.send("cancel_worker_lease", e.spec.task_id)
+
     def release_lease(self, actor_id: bytes) -> None:
         e = self.table.actors.get(actor_id)
         if e is None or e.lease is None:
@@ -215,24 +265,26 @@ class ActorScheduler:
         if e is None or e.state == DEAD:
             return
         e.lease = None
-        reason = self._killing.pop(actor_id, None)
-        await self.run(self.table.process_died(e, reason or cause,
-                                               allow_restart=reason is None))
+        reason, no_restart = self._killing.pop(actor_id, (cause, False))
+        await self.run(self.table.process_died(e, reason, allow_restart=not no_restart))
 
-    async def rpc_kill_actor(self, conn, actor_id, no_restart, reason="killed by ray.kill"):
+    async def rpc_kill_actor(self, conn, actor_id, no_restart, reason="killed by ray.kill",
+                             force=True):
+        """ray.kill (``force``): the actor's process ends at once, the call it runs and those
+        queued fail. Out of scope (not ``force``): it exits after the calls it has."""
         e = self.table.actors.get(actor_id)
         if e is None or e.state == DEAD:
             return False
         await self.run([Trace("gcs", "actor", "kill_actor", {"actor": actor_id.hex()},
                               {"class_name": e.class_name, "no_restart": no_restart,
                                "reason": reason})])
-        if no_restart:
-            self._killing[actor_id] = reason
         wconn = self.worker_conns.get(actor_id)
         if wconn is not None and not wconn.closed:
-            wconn.send("exit_worker", reason)
+            self._killing[actor_id] = (reason, no_restart)  # the cause, once it is gone
+            wconn.send("exit_worker", reason, force)
             return True
         # not created yet (or being restarted): it simply never becomes ALIVE
+        self.cancel_lease_request(e)
         await self.run(self.table.process_died(e, reason, allow_restart=not no_restart))
         return True
 
@@ -241,6 +293,8 @@ class ActorScheduler:
         """An actor's state and address. With ``wait_ready``, wait until it is DEAD or ALIVE
         (at an address other than ``not_at``: the caller saw that process go away)."""
         e = self.table.actors.get(actor_id)
+        if e is None and wait_ready:  # a handle can arrive before its creator registers it
+            e = await self._registered(actor_id)
         if e is None:
             return None
         if wait_ready:
@@ -248,6 +302,16 @@ class ActorScheduler:
                 await self._changed.wait_for(
                     lambda: e.state == DEAD or (e.state == ALIVE and e.address != not_at))
         return e.info()
+
+    async def _registered(self, actor_id: bytes, timeout: float = 10.0):
+        """Wait (a while: its owner may have died first) for the actor's registration."""
+        try:
+            async with self._changed:
+                await asyncio.wait_for(self._changed.wait_for(
+                    lambda: actor_id in self.table.actors), timeout)
+        except asyncio.TimeoutError:
+            return None
+        return self.table.actors[actor_id]
 
     def rpc_get_named_actor(self, conn, name, namespace):
         aid = self.table.name_taken(name, namespace)
@@ -297,3 +361,11 @@ class _ActorProcess:
 
     def rpc_trace_release(self, conn, key):
         TRACER.release(key)
+
+
+def _creation_cause(error) -> str:
+    cause = getattr(error, "cause", error)
+    if str(getattr(error, "traceback_str", "")).startswith(exc.ARGUMENT_NOT_COMPUTED):
+        return ("its creation task failed: an input argument could not be computed "
+                f"({type(cause).__name__})")  # see actor_submitter.creation_argument_error
+    return f"the actor's constructor raised {type(cause).__name__}"

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 
-from raylab.effects import Trace
+from raylab.effects import Reply, Trace
 
 
 class ObjectTable:
@@ -40,8 +40,7 @@ class ObjectTable:
                                                                 "node": waiter.hex()},
                              {"to": self.labels.get(waiter, "?"),
                               "at": self.labels.get(node, "?")}))
-            if not fut.done():
-                fut.set_result(self.entry(oid))
+            out.append(Reply(fut, self.entry(oid)))  # after the step: it may pause there
         return out
 
     def remove(self, oid: bytes, node: bytes) -> None:

@@ -14,9 +14,10 @@ import asyncio
 import os
 import sys
 
-from raylab.effects import Publish, Send
+from raylab.effects import Publish, Reply, Send
 from raylab.gcs.actor_scheduler import ActorScheduler
 from raylab.gcs.function_table import KeyValueStore
+from raylab.gcs.global_scheduler import GlobalScheduler
 from raylab.gcs.job_table import JobTable
 from raylab.gcs.node_table import NodeInfo, NodeTable
 from raylab.gcs.object_table import ObjectTable
@@ -26,6 +27,7 @@ from raylab.process_shell import TraceUplink, common_args, on_signals, run_effec
 from raylab.session import SessionInfo
 from raylab.tracing.emit import TRACER, checkpoint, step
 from raylab.transport import ConnectionLost, serve
+from raylab.transport import run as run_loop
 
 
 class GcsServer:
@@ -44,6 +46,9 @@ class GcsServer:
         self.objects._shell_run = lambda effects: self.loop.create_task(self.run(effects))
         self.objects.send_to_node = lambda node, method, *args: self.apply(
             Send(node, method, args))
+        self.scheduler = GlobalScheduler(self.view, self.objects, self.nodes, cfg)
+        self.scheduler.run = self.run
+        self.scheduler.call_node = self.call_node
         self.control_plane = cfg.control_plane
         self.raylet_conns: dict[bytes, object] = {}
         self.trace_config = (False, None, None)  # on, pause rules, collector address
@@ -56,6 +61,9 @@ class GcsServer:
     def apply(self, e):
         if type(e) is Publish:
             self.pubsub.publish(e.channel, e.method, e.args)
+        elif type(e) is Reply:  # a registered callback fires: the waiting lookup answers
+            if not e.key.done():
+                e.key.set_result(e.value)
         elif type(e) is Send:
             conn = e.to if hasattr(e.to, "send") else self.raylet_conns.get(e.to)
             if conn is not None and not conn.closed:
@@ -65,6 +73,13 @@ class GcsServer:
 
     async def run(self, effects) -> None:
         await run_effects(effects, self.apply)
+
+    async def call_node(self, node_id: bytes, method: str, *args):
+        """A request to a node's raylet (the global scheduler schedules tasks there)."""
+        conn = self.raylet_conns.get(node_id)
+        if conn is None or conn.closed:
+            raise ConnectionLost(f"no connection to node {node_id.hex()[:8]}")
+        return await conn.call(method, *args)
 
     # -- periodic loops ---------------------------------------------------
     async def pull_resources(self) -> None:
@@ -122,8 +137,10 @@ class GcsServer:
         self.view.remove_node(node_id)
         self.broadcast_view()
         conn = self.raylet_conns.pop(node_id, None)
-        if conn is not None:
-            conn.close()
+        if conn is not None and conn.transport is not None:
+            # abort, not close: a hung raylet never drains what is queued for it, and a
+            # DEAD node is dropped now (if it wakes up, it finds itself cut off and exits)
+            conn.transport.abort()
         return self.actors.on_node_dead(node_id) + self.objects.on_node_dead(node_id)
 
     async def shutdown(self) -> None:
@@ -196,33 +213,6 @@ class GcsHandler:
             self.gcs.pubsub.subscribe(ch, conn)
         return True
 
-    async def rpc_global_schedule(self, conn, placement, strategy, deps, origin, task_id, name):
-        """Lecture mode: a local scheduler asks where a task should run (Steps 2-4)."""
-        from raylab.effects import Trace
-        from raylab.gcs.global_scheduler import place
-        g = self.gcs
-        table = g.objects
-        effects = [Trace("gcs", "task", "global_schedule_request",
-                         {"task": task_id.hex(), "node": origin.hex()},
-                         {"name": name, "from": table.labels.get(origin, "?")})]
-        for oid in deps:
-            if table.locations.get(oid):
-                effects.append(Trace("gcs", "object", "object_table_lookup",
-                                     {"object": oid.hex(), "node": origin.hex()},
-                                     {"found": True, "at": table._where(oid),
-                                      "by": "the global scheduler"}))
-        view = sorted(g.view.nodes.values(), key=lambda n: n.node_id)
-        d = place(placement, deps, view, table.locations, table.sizes, table.labels, origin,
-                  g.cfg)
-        if d.node is not None:
-            effects.append(Trace("gcs", "task", "global_decision",
-                                 {"task": task_id.hex(), "node": d.node.hex()},
-                                 {"name": name, "to": table.labels.get(d.node, "?"),
-                                  "why": d.reason}))
-        await g.run(effects)
-        info = g.nodes.nodes.get(d.node) if d.node is not None else None
-        return (d.status, d.node, info.address if info is not None else None, d.reason)
-
     def rpc_chaos_note(self, conn, kind, target):
         pass  # it only carries the injector's clock (see raylab.chaos)
 
@@ -274,10 +264,10 @@ class GcsHandler:
                 out.update(part)
         return out
 
-    # -- actors and objects: see actor_manager.py / object_table.py -------------
+    # -- actors, objects, placement: actor_manager.py, object_table.py, global_scheduler.py
     def __getattr__(self, name):
         if name.startswith("rpc_"):
-            for core in (self.gcs.actors, self.gcs.objects):
+            for core in (self.gcs.actors, self.gcs.objects, self.gcs.scheduler):
                 fn = getattr(core, name, None)
                 if fn is not None:
                     return lambda conn, *a: fn(conn, *a)
@@ -327,7 +317,7 @@ async def _clean_up_after_driver(gcs: GcsServer) -> None:
 
 if __name__ == "__main__":
     try:
-        asyncio.run(main())
+        run_loop(main())
     finally:
         sys.stdout.flush()
         os._exit(0)

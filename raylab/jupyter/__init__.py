@@ -7,6 +7,7 @@
     rj.export_html(t, "add.html")          # ... or as a page that plays without a kernel
     await rj.get_async(refs)               # wait in a cell, the controls staying live
     rj.story(t, ref)                       # one task's steps, in their causal order
+    rj.timeline(t, actor)                  # what ran in an actor's process, over the steps
 
 Modules, one idea each:
 
@@ -30,7 +31,7 @@ _EXPORTS = {
     "Dashboard": "live", "dashboard": "live",
     "Replay": "player", "replay": "player", "Frames": "player",
     "export_html": "export", "get_async": "aio", "TraceView": "traceview",
-    "story": "traceview",
+    "story": "traceview", "timeline": "traceview",
     "load_ipython_extension": "magics",
 }
 

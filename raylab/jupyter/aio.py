@@ -36,13 +36,22 @@ def _future(ref):
 
 async def get_async(refs, *, timeout: float | None = None):
     """The value of an ObjectRef (or the values of a list of them), awaited."""
-    from raylab import exceptions
     from raylab.core_worker.object_ref import ObjectRef
     single = isinstance(refs, ObjectRef)
     refs = [refs] if single else list(refs)
     gathered = asyncio.gather(*(asyncio.wrap_future(_future(r)) for r in refs))
     loop = asyncio.get_running_loop()
     deadline = None if timeout is None else loop.time() + timeout
+    try:
+        return await _wait(gathered, single, loop, deadline, timeout)
+    finally:
+        STEPPER.blocked_get = None
+
+
+async def _wait(gathered, single, loop, deadline, timeout):
+    """Wait for the values, a pace at a time, doing what the policy says when paused (the
+    dashboard's status line tells what the waiting get does, as for ray.get)."""
+    from raylab import exceptions
     told = False
     while True:
         left = None if deadline is None else deadline - loop.time()
@@ -57,6 +66,10 @@ async def get_async(refs, *, timeout: float | None = None):
             return values[0] if single else values
         if STEPPER.paused:
             mode = await_mode()
+            if STEPPER.blocked_get != mode:
+                STEPPER.blocked_get = mode
+                from raylab.jupyter.live import refresh_all
+                refresh_all()          # the status line says what this get does
             if mode == "wait" and not told:
                 told = True
                 print("raylab: get_async waits for the paused cluster. Click Next or Continue "

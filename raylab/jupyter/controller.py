@@ -66,7 +66,7 @@ class Controller:
             try:
                 item = self._queue.get(timeout=STEPPER.pace if self.playing else None)
             except queue.Empty:        # playing, and one pace has passed: one more step
-                if STEPPER.paused:
+                if STEPPER.paused or STEPPER.pending:  # passed (driver) steps count too
                     STEPPER.next(timeout=0)
                 continue
             if item is None:
@@ -140,12 +140,29 @@ class Controller:
         self.changed()
         return f"killed node {label}: the GCS finds out when its health checks fail"
 
-    def do_add_node(self, num_cpus=None):
+    def do_add_node(self, num_cpus=None, object_store_memory=None):
         from raylab import chaos
-        label = chaos.add_node(num_cpus=num_cpus)
+        cpus, store = node_shape()
+        label = chaos.add_node(num_cpus=cpus if num_cpus is None else num_cpus,
+                               object_store_memory=store if object_store_memory is None
+                               else object_store_memory)
         self.changed()
         return f"added node {label}"
 
     def do_refresh(self):
         self.changed()
         return None
+
+
+def node_shape() -> tuple:
+    """(CPUs, object store bytes) of a typical node of the running cluster: what a new node
+    gets unless told otherwise, so it looks like its neighbours (the most common shape)."""
+    from collections import Counter
+
+    from raylab import api
+    nodes = list(api.cluster().nodes.values())
+    if not nodes:
+        return None, None
+    cpus = Counter(n.resources.get("CPU") for n in nodes).most_common(1)[0][0]
+    store = Counter(n.object_store_memory for n in nodes).most_common(1)[0][0]
+    return cpus, store

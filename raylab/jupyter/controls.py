@@ -9,9 +9,21 @@ from __future__ import annotations
 
 from raylab.jupyter import kernel
 from raylab.tracing.stepper import STEPPER
-from raylab.tracing.steps import NARRATIVES
 
 SPEEDS = [("slow (1.5 s)", 1.5), ("normal (0.5 s)", 0.5), ("fast (0.15 s)", 0.15)]
+
+
+# narratives of a step that reads differently by case (raylab.tracing.steps._variant), and
+# one no process emits: none is a step name, so a breakpoint there could never fire
+_NOT_STEPS = {"task_finished_store", "task_returned_store", "spillback_global",
+              "schedule_decision_global", "object_table_lookup_miss"}
+
+
+def step_names() -> list[str]:
+    """Every step name a breakpoint can use (the catalogue in raylab.tracing.steps)."""
+    from raylab.tracing import steps
+    names = getattr(steps, "STEP_NAMES", None) or set(steps.NARRATIVES) - _NOT_STEPS
+    return sorted(names)
 
 
 def stepping() -> bool:
@@ -29,9 +41,10 @@ def _button(w, text, tip, style=""):
 class Controls:
     """The widgets of one dashboard (``dash.ui``); ``widget`` is the whole thing."""
 
-    def __init__(self, dash):
+    def __init__(self, dash, scale: float = 1.0):
         import ipywidgets as w
         c = dash.controller
+        self.scale = scale
         self.step_mode = w.ToggleButton(value=False, description="Step mode",
                                         tooltip="pause the cluster at every lecture step",
                                         icon="pause-circle", layout=w.Layout(width="auto"))
@@ -41,7 +54,7 @@ class Controls:
         self.cont = _button(w, "Continue ▶▶", "run on to the next breakpoint")
         self.speed = w.Dropdown(options=SPEEDS, value=0.5, description="speed",
                                 layout=w.Layout(width="210px"))
-        self.bp_step = w.Dropdown(options=["(any step)"] + sorted(NARRATIVES),
+        self.bp_step = w.Dropdown(options=["(any step)"] + step_names(),
                                   description="break at", layout=w.Layout(width="300px"))
         self.bp_node = w.Dropdown(options=["(any node)"], layout=w.Layout(width="110px"))
         self.bp_add = _button(w, "Add breakpoint", "pause wherever this step happens")
@@ -67,6 +80,8 @@ class Controls:
         self.widget = self._layout(w)
 
     def _wire(self, dash, c) -> None:
+        # the drawing thread sets the toggle to what the stepper does: only a change to
+        # something else is a click
         self.step_mode.observe(lambda ch: stepping() != ch["new"] and
                                c.submit("step_mode", bool(ch["new"])), names="value")
         self.next.on_click(lambda _b: c.submit("next"))
@@ -80,7 +95,7 @@ class Controls:
                                   c.submit("kill_worker", self.worker.value))
         self.kill_node.on_click(lambda _b: self.node.value and
                                 c.submit("kill_node", self.node.value))
-        self.add_node.on_click(lambda _b: c.submit("add_node", dash.cpus_per_node()))
+        self.add_node.on_click(lambda _b: c.submit("add_node"))
         self.back.on_click(lambda _b: dash.show_step(self.slider.value - 1))
         self.forward.on_click(lambda _b: dash.show_step(self.slider.value + 1))
         self.live.on_click(lambda _b: dash.show_step(None))
@@ -96,8 +111,13 @@ class Controls:
         return crit or {"level": 0}
 
     def _layout(self, w):
-        title = w.HTML("<b style='font-size:15px'>raylab dashboard</b> "
-                       "<span style='color:#777'>the real cluster, live</span>")
+        px = round(13 * self.scale)
+        # the widgets' own CSS sizes buttons and menus for a desk, not a lecture hall
+        style = (f"<style>.raylab-scaled .jupyter-widgets, .raylab-scaled button, "
+                 f".raylab-scaled select, .raylab-scaled .widget-label {{font-size:{px}px}}"
+                 f"</style>") if self.scale != 1 else ""
+        title = w.HTML(f"{style}<b style='font-size:{round(15 * self.scale)}px'>raylab "
+                       f"dashboard</b> <span style='color:#777'>the real cluster, live</span>")
         rows = [title,
                 w.HBox([self.step_mode, self.next, self.play, self.pause, self.cont,
                         self.speed]),
@@ -106,9 +126,11 @@ class Controls:
                 w.HBox([self.node, self.kill_node, self.add_node]),
                 self.status, self.diagram,
                 w.HBox([self.back, self.slider, self.forward, self.live]),
-                w.HTML("<b>step log</b>"), self.log, self.tables]
+                w.HTML(f"<b style='font-size:{px}px'>step log</b>"), self.log, self.tables]
         box = w.VBox(rows, layout=w.Layout(max_width="1000px"))
         box.add_class("raylab-dashboard")
+        if self.scale != 1:
+            box.add_class("raylab-scaled")
         return box
 
     def show_mode(self) -> None:
@@ -132,14 +154,15 @@ class Controls:
                 dropdown.options = options
                 dropdown.value = keep if keep is not None else (options[0] if options else None)
 
-    def disable(self, note: str) -> None:
+    def disable(self, note: str, scale: float = 1.0) -> None:
         """Grey out every control; the panels keep their last frame."""
         for x in (self.step_mode, self.next, self.play, self.pause, self.cont, self.speed,
                   self.bp_step, self.bp_node, self.bp_add, self.bp_clear, self.worker,
                   self.kill_worker, self.node, self.kill_node, self.add_node, self.back,
                   self.forward, self.slider, self.live):
             x.disabled = True
-        self.status.value = f"<div class='raylab-status' style='color:#777'>{note}</div>"
+        self.status.value = (f"<div class='raylab-status' style='color:#777;font-size:"
+                             f"{13 * scale:.0f}px;line-height:1.35'>{note}</div>")
 
     def close(self) -> None:
         """Close this dashboard's widgets (their front-end views go away)."""

@@ -2,16 +2,17 @@
 
 A kernel runs cells on its main thread. A widget click is a ``comm_msg`` sent by
 the front end, and whether it is handled while a cell is still running depends
-on the kernel and the front end (measured: ``shared/notes/jupyter-facts.md``):
+on the kernel and the front end. Measured (``shared/notes/jupyter-facts.md``)
+with JupyterLab 4.6 in Chromium, and with nbclient:
 
 ==============================  ==========================  ===========================
                                 cell blocks (``ray.get``)   cell awaits (``await ref``)
 ==============================  ==========================  ===========================
-ipykernel 6.x (no subshells)    click waits for the cell    click waits for the cell
-ipykernel 7.0-7.3               handled on a subshell if    click waits for the cell
+ipykernel 6.31 (no subshells)   click waits for the cell    click waits for the cell
+ipykernel 7.3                   handled on a subshell if    click waits for the cell
                                 the front end sends it on
                                 one (JupyterLab >= 4.4)
-ipykernel 7.4+                  the same, once the comm is  handled at once
+ipykernel 7.4                   the same, once the comm is  handled at once
                                 routed to the sender's
                                 subshell (shim below)
 ==============================  ==========================  ===========================
@@ -21,15 +22,21 @@ JupyterLab >= 4.4 sends widget messages on a kernel *subshell* (its setting
 handled even though the main thread is blocked. ipykernel 7.4 added
 ``Comm._reply_subshell_for``, which sends a comm's messages back to the shell
 that last *published* on it, the main shell for a widget made in a cell, and
-so undoes that. :func:`route_to_sender` puts back the 7.0-7.3 behaviour for
-our own widgets: a message is handled on the subshell it arrived on.
+so undoes that. :func:`route_to_sender` puts back the 7.3 behaviour for our own
+widgets: a message is handled on the subshell it arrived on. It overrides a
+private hook, so nothing here trusts it blindly: :func:`clicks_reach_blocked_cells`
+*probes* the route, by sending a widget message on the front end's subshell
+through the kernel's own shell socket and checking that a thread other than the
+main one handled it. Where the probe fails (another ipykernel, another front
+end, a hook that changed), a blocking get steps the cluster by itself instead.
 
 raylab therefore never lets the Next button depend on the kernel's main thread:
 the paused thing is the cluster (other processes), and a click only has to
 reach the step controller. This module decides what a blocking ``ray.get``
 does on a paused cluster (:func:`blocking_get_policy`, installed into
-``raylab.stepper`` by :func:`install`): "wait" for clicks where they can
-arrive, else "advance" by itself at a visible pace.
+``raylab.stepper`` by :func:`install`): "wait" for clicks where they surely
+arrive (a dashboard is shown, and the probe passed), else "advance" by itself at
+a visible pace.
 """
 from __future__ import annotations
 
@@ -77,8 +84,65 @@ def client_subshells(k=None) -> list:
 
 
 def clicks_reach_blocked_cells(k=None) -> bool:
-    """Can a click be handled while a cell blocks? Only on a front-end subshell."""
-    return bool(client_subshells(k))
+    """Can a click be handled while a cell blocks? Only if a front end made a subshell,
+    and a widget message sent on it really is handled off the main thread (probed once
+    per subshell: :func:`probe_route`)."""
+    subshells = client_subshells(k)
+    return bool(subshells) and probe_route(subshells[-1], k)
+
+
+_probes: dict = {}          # subshell id -> did a message sent on it reach us off the main thread
+_probe_lock = threading.Lock()
+
+
+def probe_route(subshell: str, k=None, timeout: float = 3.0) -> bool:
+    """Send a widget message on ``subshell`` the way a front end does (to the kernel's own
+    shell socket, signed with its key) and wait for our handler to run. True only if it ran
+    on a thread other than the main one: then a click is handled while a cell blocks.
+    The answer is kept for the kernel's life."""
+    with _probe_lock:
+        if subshell not in _probes:
+            try:
+                _probes[subshell] = _probe(subshell, k if k is not None else kernel(), timeout)
+            except Exception:        # cannot tell: say no, and a blocking get advances
+                _probes[subshell] = False
+        return _probes[subshell]
+
+
+def _probe(subshell: str, k, timeout: float) -> bool:
+    import ipywidgets
+    import zmq
+    from ipykernel.connect import get_connection_info
+    from jupyter_client.session import Session
+    if k is None:
+        return False
+    handled: list = []
+    arrived = threading.Event()
+    probe = ipywidgets.Widget()
+    route_to_sender(probe)
+
+    def on_msg(_widget, content, _buffers):
+        if content.get("raylab_probe"):
+            handled.append(threading.current_thread() is not threading.main_thread())
+            arrived.set()
+    probe.on_msg(on_msg)
+    info = get_connection_info(unpack=True)
+    session = Session(key=k.session.key, signature_scheme=k.session.signature_scheme,
+                      username="raylab-probe")
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.linger = 0
+    try:
+        sock.connect(f"{info['transport']}://{info['ip']}:{info['shell_port']}")
+        msg = session.msg("comm_msg", {"comm_id": probe.comm.comm_id, "data": {
+            "method": "custom", "content": {"raylab_probe": True}}})
+        msg["header"]["subshell_id"] = subshell
+        session.send(sock, msg)
+        return arrived.wait(timeout) and handled[0]
+    finally:
+        sock.close()
+        ctx.term()
+        probe.close()
 
 
 def clicks_reach_awaiting_cells(k=None) -> bool:
@@ -106,7 +170,7 @@ def _arrived_on(data, default):
 
 
 def controls_shown(delta: int) -> None:
-    """A dashboard with step controls appeared (+1) or closed (-1)."""
+    """A dashboard's controls were shown in the notebook (+1), or it closed (-1)."""
     global _live_controls
     with _lock:
         _live_controls = max(0, _live_controls + delta)
@@ -115,9 +179,10 @@ def controls_shown(delta: int) -> None:
 def blocking_get_policy() -> str:
     """What a blocking ``ray.get`` on a paused cluster does in this kernel.
 
-    "wait" for a click when one can arrive (a dashboard's controls are shown and
-    the front end sends widget messages on a subshell); "advance" by itself
-    otherwise (nbclient, nbval, ipykernel 6, a script), so it never hangs.
+    "wait" for a click only when one surely can arrive: a dashboard's controls are
+    shown, and a probe message sent the way the front end sends clicks was handled
+    while the main thread was busy. "advance" by itself otherwise (nbclient, nbval,
+    ipykernel 6, a dashboard made but never shown, a script), so it never hangs.
     """
     if _live_controls and clicks_reach_blocked_cells():
         return "wait"

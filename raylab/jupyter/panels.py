@@ -10,19 +10,30 @@ from __future__ import annotations
 
 from html import escape
 
+from raylab.config import Config
 from raylab.tracing.events import TraceEvent
 from raylab.views.format import human_size, short_id, short_object
-from raylab.views.model import TraceModel
+from raylab.views.model import FREED, LOST, TraceModel
 from raylab.views.steplog import box_name, steplog_rows
 
-FONT = "font-family:Menlo,'DejaVu Sans Mono',consolas,monospace;font-size:12px"
+INLINE_LIMIT = Config.max_direct_call_object_size     # Ray's default: smaller travels inline
+MONO = "font-family:Menlo,'DejaVu Sans Mono',consolas,monospace"
+# the widget's own CSS gives every HTML widget a line height of one button (28 px), which
+# double-spaces a table: each panel sets its own
+FONT = f"{MONO};font-size:13px;line-height:1.35"
+
+
+def font(scale: float = 1.0) -> str:
+    """The panels' font at ``scale`` (1.5: for a lecture hall)."""
+    return f"{MONO};font-size:{13 * scale:.0f}px;line-height:1.35"
 _CELL = "padding:1px 8px 1px 0;text-align:left;vertical-align:top"
 _BOX_COLOR = {"driver": "#222", "gcs": "#8d6e00", "raylet": "#2e7d32", "worker": "#00838f",
               "object_store": "#ad1457", "object_manager": "#ad1457"}
 
 
 def steplog_html(events: list[TraceEvent], current: int | None = None,
-                 window: int | None = 14, row_ids: bool = False, paused=()) -> str:
+                 window: int | None = 14, row_ids: bool = False, paused=(),
+                 scale: float = 1.0) -> str:
     """The numbered step log as an HTML table, row ``current`` highlighted.
 
     ``window``: show at most this many rows, ending a few after ``current`` (a live
@@ -32,12 +43,12 @@ def steplog_html(events: list[TraceEvent], current: int | None = None,
     """
     rows = [r for r in steplog_rows(events) if not r.nested]
     if not rows:
-        return f'<div style="{FONT};color:#999">(no steps recorded yet)</div>'
+        return f'<div style="{font(scale)};color:#999">(no steps recorded yet)</div>'
     first, last = 0, len(rows)
     if window is not None and len(rows) > window:
         end = min(len(rows), max(current or len(rows), window - 3) + 3)
         first, last = max(0, end - window), end
-    out = [f'<table class="raylab-steplog" style="{FONT};border-collapse:collapse;'
+    out = [f'<table class="raylab-steplog" style="{font(scale)};border-collapse:collapse;'
            f'width:100%">']
     if first:
         out.append(f'<tr><td colspan="4" style="{_CELL};color:#999">… {first} earlier '
@@ -83,11 +94,19 @@ def actor_rows(model: TraceModel) -> list[tuple]:
 def object_rows(model: TraceModel) -> list[tuple]:
     out = []
     for o in sorted(model.objects.values(), key=lambda o: o.object_id):
-        where = ", ".join(o.locations) or ("owner's memory store" if o.inline else "-")
-        made_by = f"task {short_id(o.task)}" if o.task else ("ray.put" if o.owner else "?")
-        out.append((short_object(o.object_id), o.state, human_size(o.size) if o.size else "?",
-                    o.owner or "?", where, made_by))
+        where = ", ".join(o.locations) or ("owner's memory store"
+                                           if o.inline and o.state not in (FREED, LOST) else "-")
+        made_by = f"task {short_id(o.task)}" if o.task else ("ray.put" if o.put else "?")
+        out.append((short_object(o.object_id), o.state, _size(o), o.owner or "?", where,
+                    made_by))
     return out
+
+
+def _size(o) -> str:
+    """Its size; a small value that travelled inside a message has none in the trace."""
+    if o.size:
+        return human_size(o.size)
+    return f"< {human_size(INLINE_LIMIT)}" if o.inline else "?"
 
 
 TABLES = (("tasks", ("task", "function", "state", "where", "attempt"), task_rows),
@@ -110,9 +129,9 @@ def _table_html(title: str, headers, rows) -> str:
             f'{body}</table>{more}{empty}</div>')
 
 
-def tables_html(model: TraceModel) -> str:
+def tables_html(model: TraceModel, scale: float = 1.0) -> str:
     """Tasks (with Ray's task states), actors and objects of the trace, side by side."""
-    return (f'<div class="raylab-tables" style="{FONT}">' +
+    return (f'<div class="raylab-tables" style="{font(scale)}">' +
             "".join(_table_html(t, h, f(model)) for t, h, f in TABLES) + "</div>")
 
 

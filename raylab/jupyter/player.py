@@ -20,6 +20,7 @@ from raylab.jupyter.diagram import scene_html, scene_text
 from raylab.jupyter.panels import steplog_html, tables_html, tables_text
 from raylab.jupyter.scene import Scene, lecture_positions, scene_at
 from raylab.tracing.events import TraceEvent
+from raylab.views.model import known_objects, made_objects
 
 
 def events_of(source) -> list[TraceEvent]:
@@ -51,14 +52,26 @@ class Frames:
     def __init__(self, events: list[TraceEvent], base=None):
         self.events = sorted(events, key=TraceEvent.sort_key)
         self.positions = lecture_positions(self.events)
+        self.made = made_objects(self.events)
         self.base = base
+
+    @property
+    def base(self):
+        return self._base
+
+    @base.setter
+    def base(self, snapshot) -> None:
+        """The cluster's nodes and sizes; it also tells what the objects the trace only
+        pulls or frees were before it began (their owner, size, primary copy)."""
+        self._base = snapshot
+        self.known = known_objects(self.events, snapshot)
 
     def __len__(self) -> int:
         return len(self.positions)
 
     def scene(self, step: int, *, stable: bool = False, paused: bool = False) -> Scene:
         return scene_at(self.events, step, self.base, stable=stable, paused=paused,
-                        positions=self.positions)
+                        positions=self.positions, known=self.known, made=self.made)
 
     def html(self, step: int, *, paused: bool = False, window: int | None = 14) -> dict:
         """The three panels of step ``step`` as HTML: diagram, step log, tables."""
@@ -106,27 +119,39 @@ class Replay:
             kernel.route_to_sender(x)
         self.back.on_click(lambda _b: self._nudge(-1))
         self.forward.on_click(lambda _b: self._nudge(+1))
-        self.slider.observe(lambda c: self.show(c["new"]), names="value")
+        self.slider.observe(lambda _c: self._draw(), names="value")
         self.speed.observe(lambda c: setattr(self.play, "interval", c["new"]), names="value")
         bar = w.HBox([self.play, self.back, self.forward, self.slider, self.speed])
         self.widget = w.VBox([w.HTML("<b>raylab replay</b>"), bar, self.diagram,
                               w.HTML("<b>step log</b>"), self.log, self.tables])
         self.widget.add_class("raylab-replay")
-        self.show(self.slider.value)
+        self._draw()
 
     def _nudge(self, delta: int) -> None:
         """Back / Next: move the slider (its observer draws the frame)."""
-        self.slider.value = max(0, min(self.slider.max, self.slider.value + delta))
+        self.show(self.slider.value + delta)
 
     def show(self, step: int) -> None:
-        """Draw step ``step`` (thread-safe: a slider change may arrive on any thread)."""
+        """Show step ``step`` (clamped to 0..last): the slider moves, its observer draws.
+
+        Any thread may call it (a slider change arrives on whatever thread the kernel
+        handles it). Moving the slider and drawing are separate, so the observer never
+        waits for a lock its own caller holds.
+        """
+        step = max(0, min(int(step), self.slider.max))
+        if self.slider.value != step:
+            self.slider.value = step          # the observer calls _draw on this thread
+        else:
+            self._draw()
+
+    def _draw(self) -> None:
+        """Draw the step the slider shows now. Serialised: of two draws at once, the one
+        that runs last reads the slider last, so the panels end up matching it."""
         with self._lock:
-            panels = self.frames.html(step)
+            panels = self.frames.html(self.slider.value)
             self.diagram.value = panels["diagram"]
             self.log.value = panels["steplog"]
             self.tables.value = panels["tables"]
-            if self.slider.value != step:
-                self.slider.value = step
 
     @property
     def step(self) -> int:

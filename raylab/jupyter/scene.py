@@ -80,14 +80,18 @@ def events_upto(events: list[TraceEvent], step: int, positions=None) -> list[Tra
 
 
 def scene_at(events: list[TraceEvent], step: int, base: ClusterSnapshot | None = None, *,
-             stable: bool = False, paused: bool = False, positions=None) -> Scene:
-    """The scene after lecture step ``step`` (clamped to 0..steps) of ``events``."""
+             stable: bool = False, paused: bool = False, positions=None,
+             known: dict | None = None, made=frozenset()) -> Scene:
+    """The scene after lecture step ``step`` (clamped to 0..steps) of ``events``;
+    ``known``: objects that existed before the first event (``model.known_objects``);
+    ``made``: objects the events make (``model.made_objects``): the trace, not ``base``,
+    tells where those are at each step."""
     positions = lecture_positions(events) if positions is None else positions
     step = max(0, min(step, len(positions)))
     upto = events_upto(events, step, positions)
-    model = fold(upto)
+    model = fold(upto, known)
     ev = events[positions[step - 1]] if step else None
-    snap = project(base, model, upto, stable=stable)
+    snap = project(base, model, upto, stable=stable, made=made)
     return Scene(snap, model, step, len(positions), ev, box_of(ev) if ev else None,
                  motion_of(ev, model) if ev else None, paused, inline_objects(model))
 
@@ -183,7 +187,7 @@ def _worker_key(w: WorkerState) -> tuple:
 
 
 def project(base: ClusterSnapshot | None, model: TraceModel, events: list[TraceEvent], *,
-            stable: bool = False) -> ClusterSnapshot:
+            stable: bool = False, made=frozenset()) -> ClusterSnapshot:
     """The cluster after ``events``: nodes from ``base``, everything else from the trace
     (``stable``: nothing from ``base`` that may differ between runs)."""
     snap = ClusterSnapshot(control_plane=base.control_plane if base else "ownership")
@@ -193,6 +197,7 @@ def project(base: ClusterSnapshot | None, model: TraceModel, events: list[TraceE
             labels.append(label)
     available = _available(base, events)
     leased = _leased(model, events)
+    stuck = _infeasible(events)
     for label in labels:
         b = base.node(label) if base else None
         total = logical(b.total) if b else {}
@@ -201,9 +206,13 @@ def project(base: ClusterSnapshot | None, model: TraceModel, events: list[TraceE
                          b.is_head if b else label == "N1", total,
                          available.get(label, dict(total)))
         node.store_capacity = b.store_capacity if b else 0
+        known = {} if stable or b is None else {n: r for n, r in b.infeasible}
+        node.infeasible = list({**known, **stuck.get(label, {})}.items())
+        node.queued = [] if stable or b is None else list(b.queued)
         node.workers = _workers(b, model, label, leased, stable)
-        node.objects = _objects(b, model, label, stable)
-        node.store_used = sum(o.size for o in node.objects)
+        node.objects = _objects(b, model, label, stable, made)
+        # a spilled object's bytes are in a file on disk, not in the shared memory
+        node.store_used = sum(o.size for o in node.objects if not o.spilled)
         snap.nodes.append(node)
     snap.actors = _actors(base, model, stable)
     snap.functions = _functions(base, model, stable)
@@ -227,6 +236,23 @@ def _available(base, events) -> dict:
             for k, v in logical(ev.detail.get("resources") or {}).items():
                 a[k] = min(a.get(k, 0) + v, t.get(k, a.get(k, 0) + v))
     return avail
+
+
+def _infeasible(events) -> dict:
+    """Node label -> {task name: resources} of the tasks it holds as infeasible (no node
+    could ever run them), as the trace tells: until they are placed after all, or cancelled."""
+    waiting: dict = {}
+    for ev in events:
+        task = ev.ids.get("task")
+        if ev.step == "infeasible" and task:
+            waiting[task] = (ev.node, ev.detail.get("name", "?"), ev.detail.get("resources"))
+        elif task in waiting and ev.step in ("lease_granted", "execute_task", "task_finished",
+                                             "task_failed", "cancel_task"):
+            del waiting[task]
+    out: dict = {}
+    for node, name, resources in waiting.values():
+        out.setdefault(node, {})[name] = resources
+    return out
 
 
 def _leased(model: TraceModel, events) -> dict:
@@ -270,8 +296,9 @@ def _workers(b: NodeState | None, model: TraceModel, label: str, leased: dict,
 
 
 def _objects(b: NodeState | None, model: TraceModel, label: str,
-             stable: bool) -> list[StoreObject]:
-    out = {} if stable or b is None else {o.object_id: copy.copy(o) for o in b.objects}
+             stable: bool, made=frozenset()) -> list[StoreObject]:
+    out = {} if stable or b is None else {o.object_id: copy.copy(o) for o in b.objects
+                                          if o.object_id not in made}
     for oid in list(out):
         if oid in model.objects and model.objects[oid].state in (FREED, LOST):
             del out[oid]

@@ -15,13 +15,13 @@ and a ``ray.get`` of a numpy array on the same node copies nothing.
 """
 from raylab.object_store.allocator import PAGE_SIZE, Allocator, AllocatorStats
 from raylab.object_store.arena import StoreClient, create_arena, recv_fd, send_fd
-from raylab.object_store.effects import (Created, DeleteFile, Evict, Failed, Ready, Restore,
-                                         Spill)
+from raylab.object_store.effects import (Created, DeleteFile, Evict, Failed, Ready, Reclaim,
+                                         Restore, Spill)
 from raylab.object_store.entries import ObjectInfo, StoreUsage
 from raylab.object_store.layout import Layout, pack, pack_into, unpack
 from raylab.object_store.store_core import ObjectStoreCore
 
 __all__ = ["PAGE_SIZE", "Allocator", "AllocatorStats", "StoreClient", "create_arena",
-           "recv_fd", "send_fd", "Created", "DeleteFile", "Evict", "Failed", "Ready",
+           "recv_fd", "send_fd", "Created", "DeleteFile", "Evict", "Failed", "Ready", "Reclaim",
            "Restore", "Spill", "ObjectInfo", "StoreUsage", "Layout", "pack", "pack_into",
            "unpack", "ObjectStoreCore"]

@@ -61,6 +61,18 @@ class Restore(NamedTuple):
     path: str
 
 
+class Reclaim(NamedTuple):
+    """Ask ``clients`` to give back their pins on an object if they no longer read it.
+
+    A client keeps a pin a while after its last view of the object is gone (so the
+    next ``get`` needs no request); the store asks for it back when it needs the room
+    or the object was freed. Each client answers with ``release``, or with ``busy`` if
+    it still reads the object (it releases the pin when it is done).
+    """
+    object_id: bytes
+    clients: tuple
+
+
 class DeleteFile(NamedTuple):
     """Remove a spill file that is no longer needed."""
     path: str

@@ -7,8 +7,9 @@ lives elsewhere). Its life in the store:
 
     created --seal--> sealed --spill--> spilling --> spilled --restore--> restoring --> sealed
 
-Readers PIN a sealed object while their zero-copy views are alive; a pinned
-object is never spilled, evicted or freed under them.
+Readers PIN a sealed object while their zero-copy views are alive (and a moment
+longer, unless the store asks for the pin back); a pinned object is never
+spilled, evicted or freed under them.
 """
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ class Entry:
     offset: int | None = None     # where its block is in the arena; None when not in memory
     state: str = CREATED
     pins: dict = field(default_factory=dict)     # client -> number of live reads
+    asked: set = field(default_factory=set)      # clients asked to give their pin back
+    busy: set = field(default_factory=set)       # ... that answered: still reading it
     waiters: list = field(default_factory=list)  # clients waiting for seal or restore
     spill_path: str | None = None  # set while a copy is on disk (or being written)
     last_access: int = 0          # logical time, for least-recently-used order

@@ -23,7 +23,8 @@ from collections import deque
 
 from raylab.exceptions import ObjectStoreFullError, ReferenceCountingAssertionError
 from raylab.object_store.allocator import PAGE_SIZE, Allocator
-from raylab.object_store.effects import Created, DeleteFile, Evict, Failed, Ready, Restore, Spill
+from raylab.object_store.effects import (Created, DeleteFile, Evict, Failed, Ready, Reclaim,
+                                         Restore, Spill)
 from raylab.object_store.entries import (CREATED, RESTORING, SEALED, SPILLED, SPILLING, Entry,
                                          ObjectInfo, Request, StoreUsage)
 from raylab.object_store.spill import spill_path
@@ -98,6 +99,8 @@ class ObjectStoreCore:
         entry.pins[client] -= 1
         if not entry.pins[client]:
             del entry.pins[client]
+            entry.asked.discard(client)
+            entry.busy.discard(client)
         if entry.deleted and not entry.pinned and entry.state in (SEALED, SPILLED):
             return self._remove(entry)
         if not entry.pinned and self.queue:
@@ -114,6 +117,15 @@ class ObjectStoreCore:
                 return effects + self._drain()
         return []
 
+    def busy(self, object_id: bytes, client) -> list:
+        """``client``, asked for its pin, still reads the object: it keeps the pin (until
+        it releases it), and requests waiting for room look elsewhere."""
+        entry = self.objects.get(object_id)
+        if entry is None or client not in entry.pins:
+            return []  # released meanwhile
+        entry.busy.add(client)
+        return self._drain()
+
     def delete(self, object_id: bytes) -> list:
         """The owner freed the object: drop it now, or as soon as readers and IO are done."""
         effects = self._drop_queued(object_id)
@@ -128,6 +140,8 @@ class ObjectStoreCore:
         entry.waiters.clear()
         if not entry.pinned and entry.state in (SEALED, SPILLED):
             effects += self._remove(entry)
+        else:
+            self._reclaim(entry, effects)  # readers done with it give their pins back now
         return effects  # CREATED, SPILLING, RESTORING: removed when that finishes
 
     def disconnect(self, client) -> list:
@@ -136,6 +150,8 @@ class ObjectStoreCore:
         effects: list = []
         for entry in list(self.objects.values()):
             entry.pins.pop(client, None)
+            entry.asked.discard(client)
+            entry.busy.discard(client)
             if client in entry.waiters:
                 entry.waiters = [c for c in entry.waiters if c != client]
             if entry.state == CREATED and entry.creator == client:
@@ -259,21 +275,32 @@ class ObjectStoreCore:
                 if trial.can_alloc(size):
                     break
             else:
-                # readers (or writers) hold what is left: wait for them to let go, unless
-                # even that could never be enough (the shell bounds the wait with a timeout)
+                # readers still using objects (or writers) hold what is left: wait for
+                # them to let go, unless even that could never be enough (the shell
+                # bounds the wait with a timeout)
                 for e in self.objects.values():
                     if e.offset is not None and e.state in (SEALED, CREATED) and \
                             e not in chosen and (e.pinned or e.state == CREATED):
                         trial.free(e.offset)
                 return WAIT if trial.can_alloc(size) else FULL
+        asked = [e for e in chosen if e.pinned]
+        if asked:  # their readers answer first: they give the pin back, or still use it
+            for e in asked:
+                self._reclaim(e, effects)
+            return WAIT
         for e in chosen:
             effects.append(self._evict_or_spill(e))
         return FITS if self.allocator.can_alloc(size) else WAIT
 
     def _victims(self) -> list[Entry]:
-        """Objects that may leave memory: replicas first, then primaries; LRU within each."""
+        """Objects that may leave memory: replicas first, then primaries; LRU within each.
+
+        An object pinned only by readers that may have finished with it (a client keeps
+        its pin a while after its last read) is a victim too: its readers are asked for
+        their pins first (``Reclaim``); one that still uses it says so (``busy``).
+        """
         ok = [e for e in self.objects.values()
-              if e.state == SEALED and not e.pinned
+              if e.state == SEALED and not e.busy
               and not (e.primary and e.spill_failed)]
         return sorted(ok, key=lambda e: (e.primary, e.last_access))
 
@@ -326,6 +353,13 @@ class ObjectStoreCore:
     def _pin(self, entry: Entry, client) -> Ready:
         entry.pins[client] = entry.pins.get(client, 0) + 1
         return Ready(entry.object_id, entry.offset, entry.size, client)
+
+    def _reclaim(self, entry: Entry, effects: list) -> None:
+        """Ask the readers holding ``entry`` (once per pin) to give it back if unused."""
+        ask = tuple(c for c in entry.pins if c not in entry.asked)
+        if ask:
+            entry.asked.update(ask)
+            effects.append(Reclaim(entry.object_id, ask))
 
     def _wake_waiters(self, entry: Entry) -> list:
         effects = [self._pin(entry, c) for c in entry.waiters]

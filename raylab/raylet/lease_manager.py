@@ -9,8 +9,12 @@ resources exactly, the other nodes as last broadcast by the GCS):
 - best node is this one but busy: queue the request until resources free up;
 - best node is another: answer *spillback* with that node's raylet, so the
   owner asks there;
-- no node could ever fit it: keep it as *infeasible* (and warn the owner)
-  until a node that fits joins.
+- no node could ever fit it: keep it as *infeasible* (and warn the owner,
+  once) until a node that fits joins.
+
+Which of these it does is the placement decision (``placement.py``): in Ray 2
+this raylet decides; in the lecture's design it forwards the task to the
+GCS's global scheduler, which schedules it on a node (``scheduled_by_gcs``).
 
 When the owner returns the lease, the resources come back and the worker
 goes back to the pool. A worker blocked in ``ray.get`` lends its CPU back
@@ -24,6 +28,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from raylab.effects import Call, Reply, Send, Trace
+from raylab.raylet.placement import make_placement
+from raylab.raylet.gpu_ids import GpuIds
 from raylab.raylet.worker_pool import ACTOR, LEASED, WorkerInfo, WorkerPool
 from raylab.scheduling import policies
 from raylab.scheduling.resources import NodeResources, add, fits, subtract
@@ -42,7 +48,10 @@ class LeaseRequest:
     actor_id: bytes | None = None
     deps: list = field(default_factory=list)   # (object id, owner) passed by reference
     missing: int = 0                           # how many of them are not on this node yet
+    absent: list = field(default_factory=list)  # their ids (for the lecture's Step 5)
     fetching: bool = False
+    by_gcs: bool = False       # the lecture: the global scheduler scheduled it on this node
+    warned: bool = False       # the owner heard that it is infeasible (once per request)
 
 
 @dataclass
@@ -53,6 +62,7 @@ class Lease:
     owner: str
     name: str
     blocked: bool = False
+    gpus: tuple = ()          # (GPU index, share) pairs this lease holds
 
 
 class LeaseManager:
@@ -63,6 +73,7 @@ class LeaseManager:
         self.available = dict(total)
         self.cfg = cfg
         self.pool = WorkerPool()
+        self.gpus = GpuIds(total.get("GPU", 0))
         self.queue: list[LeaseRequest] = []
         self.infeasible: list[LeaseRequest] = []
         self.leases: dict[int, Lease] = {}
@@ -71,7 +82,7 @@ class LeaseManager:
         self.labels: dict[bytes, str] = {}             # node id -> label (N1, N2, ...)
         self._lease_counter = 0
         self._spread_cursor = 0
-        self.centralized = cfg.control_plane == "centralized"
+        self.placement = make_placement(cfg.control_plane)
 
     # -- the view the policy sees ---------------------------------------------------
     def view(self) -> list[NodeResources]:
@@ -92,39 +103,32 @@ class LeaseManager:
 
     # -- a lease request arrives --------------------------------------------------------
     def request(self, req: LeaseRequest) -> list:
-        if self.centralized and not req.spilled and req.actor_id is None and \
-                req.strategy[0] == "DEFAULT":
-            # the lecture's design: the local scheduler asks the global scheduler (Step 2)
-            return [Trace("raylet", "task", "forward_to_global_scheduler",
-                          {"task": req.task_id.hex(), "node": self.node_id.hex()},
-                          {"name": req.name}),
-                    Call("global_schedule", (req,))]
-        return self.placed(req, self.decide(req))
+        """An owner asks for a worker: decide here (Ray 2) or ask the global scheduler."""
+        return self.placement.place(self, req)
 
-    def placed_globally(self, req: LeaseRequest, status: str, node, address, reason) -> list:
-        """The global scheduler answered: run here, or send the owner to that node."""
-        if node is not None and address is not None:
-            self.addresses.setdefault(node, address)
-        return self.placed(req, policies.Decision(status, node, reason), by_gcs=True)
+    def scheduled_by_gcs(self, req: LeaseRequest) -> list:
+        """The lecture's Step 4: the global scheduler decided that the task runs here. No
+        decision is left to take: check the arguments (Step 5), then invoke a worker."""
+        req.by_gcs = req.spilled = True  # placed: it is never bounced again
+        self.queue.append(req)
+        return [Trace("raylet", "task", "task_from_global_scheduler",
+                      {"task": req.task_id.hex(), "node": self.node_id.hex()},
+                      {"name": req.name}, 1)] + self.check_args(req) + self.dispatch()
 
-    def placed(self, req: LeaseRequest, d: policies.Decision, by_gcs: bool = False) -> list:
+    def placed(self, req: LeaseRequest, d: policies.Decision) -> list:
         ids = {"task": req.task_id.hex(), "node": self.node_id.hex()}
         if req.spilled and d.status != policies.UNSCHEDULABLE and \
                 fits(req.placement, self.total) and d.node != self.node_id:
             d = policies.Decision(policies.QUEUED, self.node_id,
                                   f"spilled here from another raylet; {self.label} can fit it")
         if d.status == policies.INFEASIBLE:
-            self.infeasible.append(req)
-            return [Trace("raylet", "task", "infeasible", ids,
-                          {"why": d.reason, "name": req.name, "resources": req.placement}),
-                    Send(req.key, "lease_infeasible", (req.name, req.placement, d.reason))]
+            return self.keep_infeasible(req, d.reason)
         if d.status == policies.UNSCHEDULABLE:
             return [Trace("raylet", "task", "unschedulable", ids, {"why": d.reason}),
                     Reply(req.key, ("unschedulable", d.reason))]
         out = [Trace("raylet", "task", "schedule_decision", ids,
                      {"why": d.reason, "to": self._label_of(d.node), "name": req.name,
-                      "candidates": d.candidates, "policy": req.strategy[0],
-                      "global": by_gcs})]
+                      "candidates": d.candidates, "policy": req.strategy[0]})]
         if d.node != self.node_id:
             address = self.addresses.get(d.node)
             if address is not None:
@@ -135,20 +139,35 @@ class LeaseManager:
                     other.available = subtract(other.available, req.placement)
                 out.append(Trace("raylet", "task", "spillback", ids,
                                  {"to": self._label_of(d.node), "why": d.reason,
-                                  "name": req.name, "global": by_gcs}))
+                                  "name": req.name}))
                 out.append(Reply(req.key, ("spillback", d.node, address, d.reason)))
                 return out
         self.queue.append(req)
         return out + self.check_args(req) + self.dispatch()
+
+    def keep_infeasible(self, req: LeaseRequest, why: str) -> list:
+        """No node could ever run it: keep it until one joins. The owner is warned once
+        per request, not again each time a new resource view finds it still infeasible."""
+        self.infeasible.append(req)
+        if req.warned:
+            return []
+        req.warned = True
+        return [Trace("raylet", "task", "infeasible",
+                      {"task": req.task_id.hex(), "node": self.node_id.hex()},
+                      {"why": why, "name": req.name, "resources": req.placement}),
+                Send(req.key, "lease_infeasible", (req.name, req.placement, why))]
 
     def check_args(self, req: LeaseRequest) -> list:
         """The lecture's Step 5: does this node's object store hold the task's arguments?
         Missing ones are fetched before the lease is granted (Steps 6-7)."""
         if not req.deps:
             return []
+        detail = {"name": req.name, "missing": req.missing, "args": len(req.deps)}
+        if req.by_gcs:  # the lecture's words name the arguments (add(a, b)'s)
+            detail.update({"global": True, "arg_ids": [oid.hex() for oid, _o in req.deps],
+                           "fetch": [oid.hex() for oid in req.absent]})
         out = [Trace("raylet", "task", "check_local_args",
-                     {"task": req.task_id.hex(), "node": self.node_id.hex()},
-                     {"name": req.name, "missing": req.missing, "args": len(req.deps)})]
+                     {"task": req.task_id.hex(), "node": self.node_id.hex()}, detail)]
         if req.missing and not req.fetching:
             req.fetching = True
             out.append(Call("fetch_args", (req.key, req.deps)))
@@ -182,10 +201,14 @@ class LeaseManager:
             out.append(Call("start_worker", (self.pool.next_counter(),)))
         return out
 
-    def _grant(self, req: LeaseRequest, w: WorkerInfo) -> list:
+    def next_lease_id(self) -> int:
         self._lease_counter += 1
-        lease = Lease(self._lease_counter, w, dict(req.resources), req.owner, req.name)
+        return self._lease_counter
+
+    def _grant(self, req: LeaseRequest, w: WorkerInfo) -> list:
+        lease = Lease(self.next_lease_id(), w, dict(req.resources), req.owner, req.name)
         self.leases[lease.lease_id] = lease
+        lease.gpus = self.gpus.assign(req.resources.get("GPU", 0))
         self.available = subtract(self.available, req.resources)
         w.state = ACTOR if req.actor_id else LEASED
         w.lease_id = lease.lease_id
@@ -196,7 +219,7 @@ class LeaseManager:
                        "worker": w.worker_id.hex()},
                       {"worker_pid": w.pid, "worker_label": f"{self.label}.w{w.counter}",
                        "resources": req.resources, "name": req.name,
-                       "available_after": dict(self.available)}),
+                       "available_after": dict(self.available), "global": req.by_gcs}),
                 Reply(req.key, ("granted", lease.lease_id, w.worker_id, w.address, self.node_id,
                                 w.pid))]
 
@@ -208,9 +231,13 @@ class LeaseManager:
                       {"pid": w.pid}, 1)] + self.dispatch()
 
     def return_worker(self, lease_id: int, disconnect: bool, now: float) -> list:
+        relayed = self.placement.returned(self, lease_id, disconnect)
+        if relayed is not None:
+            return relayed
         lease = self.leases.pop(lease_id, None)
         if lease is None:
             return []
+        self.gpus.release(lease.gpus)
         if not lease.blocked:
             self.available = add(self.available, lease.resources)
         else:
@@ -237,6 +264,7 @@ class LeaseManager:
         if w.lease_id is not None:
             lease = self.leases.pop(w.lease_id, None)
             if lease is not None:
+                self.gpus.release(lease.gpus)
                 freed = lease.resources if not lease.blocked else _non_cpu(lease.resources)
                 self.available = add(self.available, freed)
         return out + self.dispatch()
@@ -263,7 +291,7 @@ class LeaseManager:
         """The owner is gone: its queued requests and leases go with it."""
         self.queue = [r for r in self.queue if r.owner != owner]
         self.infeasible = [r for r in self.infeasible if r.owner != owner]
-        out: list = []
+        out: list = self.placement.owner_died(self, owner)
         for lease in [l for l in self.leases.values() if l.owner == owner]:
             if lease.worker.state == ACTOR:
                 continue  # actors answer to the GCS, which decides their fate
@@ -290,7 +318,14 @@ class LeaseManager:
                     self.queue.remove(req)
                     out += self.request(req)  # decides again and spills it back
         if self.infeasible:
-            retry, self.infeasible = self.infeasible, []
+            # ask again only for what some node in this view could run at all: a view
+            # that changes nothing for it must not cost a decision (or a GCS message)
+            view = self.view()
+            still, retry = [], []
+            for r in self.infeasible:
+                fits_somewhere = any(n.alive and n.feasible(r.placement) for n in view)
+                (retry if fits_somewhere else still).append(r)
+            self.infeasible = still
             for req in retry:
                 out += self.request(req)
         return out

@@ -26,6 +26,8 @@ from raylab.tracing.emit import TRACER, checkpoint, step
 from raylab.transport import ConnectionLost
 
 SELF = "object-manager"   # the store's client id for this raylet's own transfers
+RESPILL_TEXT = ("{who} is full: it drops its restored copy of {object} ({size}); "
+                "the spill file still holds it")
 
 
 class ObjectManager:
@@ -60,18 +62,46 @@ class ObjectManager:
             elif t is fx.Failed:
                 self._resolve(("create", e.client, e.object_id), e.error, failed=True)
                 self._resolve(("get", e.client, e.object_id), e.error, failed=True)
+            elif t is fx.Evict and e.primary:
+                # a primary restored earlier: its spill file is still there, so dropping
+                # the block spills it again, without writing anything
+                TRACER.on and step("object_store", "object", "spill_object",
+                                   detail={"size": e.size, "file_kept": True,
+                                           "text": RESPILL_TEXT}, **self.ids(e.object_id))
             elif t is fx.Evict:
                 TRACER.on and step("object_store", "object", "evict_replica", 1,
-                                   detail={"size": e.size, "primary": e.primary},
+                                   detail={"size": e.size, "primary": False},
                                    **self.ids(e.object_id))
-                if not e.primary:
-                    self.raylet.directory.location_removed(e.object_id)
+                self.raylet.directory.location_removed(e.object_id)
             elif t is fx.Spill:
                 self.loop.create_task(self._spill(e))
             elif t is fx.Restore:
                 self.loop.create_task(self._restore(e))
             elif t is fx.DeleteFile:
                 delete_spill_file(e.path)
+            elif t is fx.Reclaim:
+                for client in e.clients:
+                    self._ask_for_pin(client, e.object_id)
+
+    def _ask_for_pin(self, client, oid: bytes) -> None:
+        """A client may keep a pin after its read ended: ask its core worker for it (it
+        answers ``store_release`` or ``store_busy``)."""
+        address = self.clients.get(client)
+        if address is None:  # a transfer to another node: it is reading, by definition
+            self.loop.call_soon(self.busy, client, oid)
+            return
+        conn = self.raylet.conns.get(address)
+        if conn is not None and not conn.closed:
+            conn.send("store_reclaim", oid)
+        else:
+            self.loop.create_task(self._ask_later(address, oid))
+
+    async def _ask_later(self, address: str, oid: bytes) -> None:
+        try:
+            conn = await self.raylet.conn_to(address)
+            conn.send("store_reclaim", oid)
+        except (ConnectionLost, OSError):
+            pass  # the client is gone: its pins went with its connection
 
     def _resolve(self, key, value, failed: bool = False) -> None:
         futs = self.waiting.get(key)
@@ -173,6 +203,9 @@ class ObjectManager:
 
     def release(self, conn, oid: bytes) -> None:
         self.apply(self.core.release(oid, conn))
+
+    def busy(self, conn, oid: bytes) -> None:
+        self.apply(self.core.busy(oid, conn))
 
     def delete(self, oid: bytes) -> None:
         if oid in self.core.objects:

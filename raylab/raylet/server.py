@@ -17,6 +17,7 @@ import signal
 import sys
 import time
 
+from raylab import exceptions as exc
 from raylab import ids
 from raylab.effects import Call, Reply, Send
 from raylab.process_shell import TraceUplink, common_args, on_signals, run_effects, watch_lifeline
@@ -26,8 +27,10 @@ from raylab.raylet.object_directory import make_directory
 from raylab.raylet.object_manager import ObjectManager
 from raylab.raylet.worker_pool import WorkerInfo
 from raylab.session import SessionInfo
-from raylab.tracing.emit import TRACER
+from raylab.tracing import cause
+from raylab.tracing.emit import TRACER, step
 from raylab.transport import connect, serve
+from raylab.transport import run as run_loop
 
 
 class Raylet:
@@ -75,7 +78,7 @@ class Raylet:
         if t is Reply:
             fut, _conn = self.pending.pop(e.key, (None, None))
             if fut is not None and not fut.done():
-                fut.set_result(e.value)
+                cause.resolve(fut, e.value)  # the reply names the step that decided it
         elif t is Send:
             conn = self.pending.get(e.to, (None, None))[1] if isinstance(e.to, int) else e.to
             if conn is not None and not conn.closed:
@@ -91,13 +94,31 @@ class Raylet:
             self.loop.create_task(self.run(effects))
 
     def do_global_schedule(self, req) -> None:
-        """Lecture mode: ask the GCS's global scheduler where the task should run."""
+        """The lecture's Step 2: forward the task to the GCS's global scheduler, which
+        schedules it on a node and answers once that node's local scheduler granted it."""
         async def ask():
-            status, node, address, reason = await self.gcs.call(
-                "global_schedule", req.placement, req.strategy, [oid for oid, _o in req.deps],
-                self.node_id, req.task_id, req.name)
-            await self.run(self.leases.placed_globally(req, status, node, address, reason))
+            try:
+                reply = await self.gcs.call(
+                    "global_schedule", req.task_id, req.name, req.resources, req.placement,
+                    req.strategy, req.owner, req.deps, self.node_id)
+            except Exception as e:  # the GCS failed us: the owner's request fails, it asks again
+                fut = self.pending.pop(req.key, (None, None))[0]
+                if fut is not None and not fut.done():
+                    fut.set_exception(exc.RaySystemError(f"the global scheduler failed: {e!r}"))
+                return
+            wanted = req.key in self.pending
+            await self.run(self.leases.placement.answered(self.leases, req, reply, wanted))
         self.loop.create_task(ask())
+
+    def do_forward_return(self, address: str, lease_id: int, disconnect: bool) -> None:
+        """Hand a worker back to the node whose local scheduler granted it."""
+        async def forward():
+            try:
+                conn = await self.conn_to(address)
+                conn.send("return_worker", lease_id, disconnect)
+            except OSError:
+                pass  # that node is gone, and its workers with it
+        self.loop.create_task(forward())
 
     def do_fetch_args(self, key: int, deps: list) -> None:
         """Before granting a lease, bring the task's arguments to this node (in parallel,
@@ -221,15 +242,44 @@ class RayletHandler:
                                        owner, task_id, name, actor_id, deps=()):
         r = self.r
         self.owner = owner
+        key, fut = self._pending(conn)
+        req = self._request(key, resources, placement, strategy, spilled, owner, task_id, name,
+                            actor_id, deps)
+        await r.run(r.leases.request(req))
+        return await fut
+
+    async def rpc_schedule_task(self, conn, task_id, name, resources, placement, strategy,
+                                owner, deps):
+        """The lecture's Step 4: the GCS's global scheduler schedules a task on this node;
+        the answer (the grant) goes back to it."""
+        r = self.r
+        key, fut = self._pending(conn)
+        req = self._request(key, resources, placement, strategy, True, owner, task_id, name,
+                            None, deps)
+        await r.run(r.leases.scheduled_by_gcs(req))
+        return await fut
+
+    def _pending(self, conn):
+        r = self.r
         key = r.new_key()
         fut = r.loop.create_future()
         r.pending[key] = (fut, conn)
-        missing = [(oid, o) for oid, o in deps if oid not in r.objects.core.objects]
-        req = LeaseRequest(key, resources, placement if placement is not None else resources,
-                           strategy, spilled, owner, task_id, name, actor_id,
-                           deps=list(deps), missing=len(missing) if deps else 0)
-        await r.run(r.leases.request(req))
-        return await fut
+        return key, fut
+
+    def _request(self, key, resources, placement, strategy, spilled, owner, task_id, name,
+                 actor_id, deps) -> LeaseRequest:
+        here = self.r.objects.core.objects
+        absent = [oid for oid, _o in deps if oid not in here]
+        return LeaseRequest(key, resources, placement if placement is not None else resources,
+                            strategy, spilled, owner, task_id, name, actor_id,
+                            deps=list(deps), missing=len(absent), absent=absent)
+
+    def rpc_cancel_worker_lease(self, conn, task_id):
+        """The requester no longer wants the lease (a killed actor): drop its request."""
+        r = self.r
+        keys = {q.key for q in r.leases.queue + r.leases.infeasible if q.task_id == task_id}
+        r.run_soon(r.leases.cancel_requests(keys))
+        return bool(keys)
 
     def rpc_return_worker(self, conn, lease_id, disconnect):
         r = self.r
@@ -247,6 +297,12 @@ class RayletHandler:
         counter = int(address.rsplit("_", 1)[1].split(".")[0])
         r.run_soon(r.leases.worker_registered(WorkerInfo(worker_id, counter, pid, address)))
         return r.trace_config
+
+    def rpc_lease_gpu_ids(self, conn, worker_id):
+        """A worker asks which GPUs its current lease holds (``ray.get_gpu_ids()``)."""
+        from raylab.raylet.gpu_ids import indices
+        lease = self.r.leases._lease_of(worker_id)
+        return indices(lease.gpus) if lease is not None else []
 
     def rpc_worker_blocked(self, conn, worker_id):
         self.r.run_soon(self.r.leases.worker_blocked(worker_id))
@@ -279,6 +335,8 @@ class RayletHandler:
         return await fut
 
     def rpc_node_dead(self, conn, node_id, label, cause):
+        TRACER.on and step("raylet", "failure", "node_dead_received", node=node_id.hex(),
+                           detail={"label": label, "cause": cause})
         self.r.run_soon(self.r.leases.node_dead(node_id))
 
     def rpc_chaos_note(self, conn, kind, target):
@@ -327,6 +385,9 @@ class RayletHandler:
 
     def rpc_store_release(self, conn, oid):
         self.r.objects.release(conn, oid)
+
+    def rpc_store_busy(self, conn, oid):
+        self.r.objects.busy(conn, oid)
 
     def rpc_store_delete(self, conn, oid):
         self.r.objects.delete(oid)
@@ -394,7 +455,7 @@ def main(argv=None) -> None:
                              session.socket(f"r{args.index}"), args.arena_fd,
                              close_fds=(args.lifeline_fd,))
     try:
-        asyncio.run(serve_raylet(args, session, zpid, zfd))
+        run_loop(serve_raylet(args, session, zpid, zfd))
     finally:
         # take the whole node down with us: zygote and workers share our process group
         try:

@@ -61,6 +61,10 @@ def flush(timeout: float = 5.0) -> bool:
     cw = current.CORE_WORKER
     if cw is None:
         return True
+    try:
+        cw.settle_refs(timeout)  # refs dropped so far free their objects first
+    except Exception:
+        pass
     TRACER.flush()
     try:
         marks = cw.rpc_sync(cw.gcs, "trace_flush", timeout=timeout)

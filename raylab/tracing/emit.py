@@ -5,18 +5,24 @@ Components call :func:`step` (record the event, never pause) or
 controller wants the cluster to stop here). Both return at once when nobody
 is listening, so a trace point costs a function call and an attribute test.
 
+Each event names its cause (:mod:`raylab.tracing.cause`): the step this
+context was carrying out when it was recorded, which it then replaces.
+
 Tracing never changes results: recording never raises into the runtime, and
 no runtime decision reads the trace. Events are buffered and flushed to the
-driver's recorder by the process shell (``Tracer.sink``).
+driver's recorder by the process shell (``Tracer.sink``); an event that cannot
+be pickled is sent with its odd values spelled out (``repr``) instead.
 """
 from __future__ import annotations
 
 import os
+import pickle
 import threading
 import time
 
-from raylab.tracing import clock
+from raylab.tracing import cause, clock
 from raylab.tracing.events import LECTURE, TraceEvent
+from raylab.tracing.steps import STARTS_A_CALL
 
 
 class Hold:
@@ -107,6 +113,7 @@ class Tracer:
         self.role = ""             # driver | worker | raylet | gcs: who "core_worker" is here
         self.proc = ""             # stable process label: driver, gcs, N2.raylet, N2.w1
         self.rules = PauseRules()
+        self.calls_are_roots = False   # the driver: a step that starts a user's call has no cause
         self._seq = 0
         self._lock = threading.Lock()
         self._buffer: list = []
@@ -119,33 +126,38 @@ class Tracer:
             self.node = node
         self.rules = PauseRules.from_wire(rules) if not isinstance(rules, PauseRules) else rules
         self.on = on
-        if not self.rules.active:
-            self.release_all()
+        # New rules never release a step paused now: only the driver's stepper does
+        # (next / continue / off), so clearing a breakpoint keeps the current pause.
 
     def record(self, component, flow, name, ids, detail, parent, level, pausable):
+        """Buffer one event (as its wire tuple); returns the Hold if it pauses here."""
         try:
-            with self._lock:
-                self._seq += 1
-                seq = self._seq
             if component == "core_worker":
                 component = self.role or component
-            ev = TraceEvent(clock.tick(), self.pid, seq, time.time(), self.node, component,
-                            flow, name, ids, detail or {}, parent, level, False, self.proc)
-            hold = None
-            if pausable and self.rules.active and self.rules.should_pause(ev):
-                ev.held = True
-                hold = Hold(ev)
-                self._holds[ev.key] = hold
-            with self._lock:
-                self._buffer.append(ev.to_wire())
+            if parent is None and not (self.calls_are_roots and name in STARTS_A_CALL):
+                parent = cause.current() or None
+            lamport, now, pid, hold = clock.tick(), time.time(), self.pid, None
+            with self._lock:  # one lock: sequence numbers enter the buffer in order
+                self._seq += 1
+                seq = self._seq
+                wire = (lamport, pid, seq, now, self.node, component, flow, name, ids,
+                        detail or {}, parent or None, level, False, self.proc)
+                if pausable and self.rules.active:
+                    ev = TraceEvent(*wire)
+                    if self.rules.should_pause(ev):
+                        ev.held = True
+                        hold = self._holds[ev.key] = Hold(ev)
+                        wire = ev.to_wire()
+                self._buffer.append(wire)
                 first = len(self._buffer) == 1
+            cause.enter((pid << 32) | seq)  # what this context does next, this step caused
             if first or hold is not None:
                 wake = self.wakeup
                 if wake is not None:
                     wake()
-            return ev, hold
+            return hold
         except Exception:  # tracing must never break the runtime
-            return None, None
+            return None
 
     def last_seq(self) -> int:
         return self._seq
@@ -164,11 +176,14 @@ class Tracer:
         if batch:
             try:
                 sink(batch)
-            except Exception:
-                pass
+            except Exception:  # most likely a detail that cannot be pickled: spell it out
+                try:
+                    sink([_picklable(t) for t in batch])
+                except Exception:
+                    pass
 
     def release(self, key) -> None:
-        hold = self._holds.pop(tuple(key), None)
+        hold = self._holds.pop(key, None)
         if hold is not None:
             hold.release()
 
@@ -181,16 +196,37 @@ class Tracer:
         return [h.event for h in self._holds.values()]
 
 
+def _picklable(wire: tuple) -> tuple:
+    """The event, with any id or detail that cannot be pickled replaced by its repr."""
+    try:
+        pickle.dumps(wire, 5)
+        return wire
+    except Exception:
+        pass
+    ev = list(wire)
+    for i in (8, 9):  # ids, detail
+        ev[i] = {k: _plain(v) for k, v in (ev[i] or {}).items()}
+    return tuple(ev)
+
+
+def _plain(v):
+    try:
+        pickle.dumps(v, 5)
+        return v
+    except Exception:
+        return repr(v)
+
+
 TRACER = Tracer()
 
 
 def step(component: str, flow: str, name: str, level: int = LECTURE, parent=None,
          detail: dict | None = None, **ids):
-    """Record one step; never pauses. Returns the event (or None when off)."""
+    """Record one step; never pauses. ``parent``: the key of its cause if not the step
+    this context is carrying out (0: none, a root)."""
     t = TRACER
-    if not t.on:
-        return None
-    return t.record(component, flow, name, ids, detail, parent, level, False)[0]
+    if t.on:
+        t.record(component, flow, name, ids, detail, parent, level, False)
 
 
 def checkpoint(component: str, flow: str, name: str, level: int = LECTURE, parent=None,
@@ -199,4 +235,4 @@ def checkpoint(component: str, flow: str, name: str, level: int = LECTURE, paren
     t = TRACER
     if not t.on:
         return None
-    return t.record(component, flow, name, ids, detail, parent, level, True)[1]
+    return t.record(component, flow, name, ids, detail, parent, level, True)

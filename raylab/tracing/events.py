@@ -3,9 +3,10 @@
 Every protocol step of every flow is one :class:`TraceEvent`: where it
 happened (node, component, pid), when (wall time for humans, a Lamport clock
 for causal order), what (flow and step name, the ids involved) and why (the
-causal parent, the scheduling reason in ``detail``). The narrative in the
-lecture's words is derived from the step name by :mod:`raylab.tracing.steps`,
-so emitting an event never formats text.
+causal parent: the key of the step that made this one happen; and the
+scheduling reason in ``detail``). The narrative in the lecture's words is
+derived from the step name by :mod:`raylab.tracing.steps`, so emitting an
+event never formats text.
 
 ``level`` is the zoom level: 0 for the steps a lecture slide shows, 1 for the
 protocol messages that carry a step out.
@@ -32,15 +33,16 @@ class TraceEvent:
     step: str
     ids: dict = field(default_factory=dict)
     detail: dict = field(default_factory=dict)
-    parent: tuple | None = None
+    parent: int | None = None  # the key of the step that caused this one (None: a root)
     level: int = LECTURE
     held: bool = False
     proc: str = ""            # a stable process label: driver, gcs, N2.raylet, N2.w1
 
     @property
-    def key(self) -> tuple:
-        """Identifies this event across the cluster: (pid, per-process sequence)."""
-        return (self.pid, self.seq)
+    def key(self) -> int:
+        """This event's id, unique across the cluster: pid and per-process sequence number,
+        packed into one integer (``pid << 32 | seq``), as frame headers carry it."""
+        return (self.pid << 32) | self.seq
 
     @property
     def narrative(self) -> str:

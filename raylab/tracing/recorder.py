@@ -2,7 +2,7 @@
 
 Every process streams its trace events to the driver; the :data:`COLLECTOR`
 here receives them and hands them to each active :class:`Recorder` (what
-``raylab.tracing()`` returns). With no recorder and no step mode, tracing is
+``raylab.trace()`` returns). With no recorder and no step mode, tracing is
 off everywhere and costs nearly nothing.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ from raylab.tracing.events import TraceEvent
 
 
 class Recorder:
-    """Keeps the events of one ``with raylab.tracing() as t:`` block."""
+    """Keeps the events of one ``with raylab.trace() as t:`` block."""
 
     def __init__(self):
         self.events: list[TraceEvent] = []
@@ -34,7 +34,7 @@ class Collector:
         self.recorders: list[Recorder] = []
         self.cw = None
         self.uplinks: dict[int, object] = {}   # pid -> connection (for step releases)
-        self.on_held = []                      # callbacks(event) when a process pauses
+        self.on_events = []                    # callbacks(events) of the step controller
         self.live = []                         # callbacks(events) for live views
         self.seen: dict[int, int] = {}         # pid -> highest sequence number received
         self._lock = threading.Lock()
@@ -46,6 +46,7 @@ class Collector:
         TRACER.node = cw.node_label
         TRACER.role = "driver"
         TRACER.proc = "driver"
+        TRACER.calls_are_roots = True
         TRACER.sink = self._local_batch
         TRACER.wakeup = lambda: cw.loop.call_soon_threadsafe(TRACER.flush)
 
@@ -68,7 +69,7 @@ class Collector:
         events = [TraceEvent.from_wire(t) for t in batch]
         with self._lock:
             recorders = list(self.recorders)
-            held_cbs = list(self.on_held)
+            hooks = list(self.on_events)
         for r in recorders:  # first into the recorders, then announce them (see wait_for)
             r.add(events)
         with self._lock:
@@ -77,14 +78,10 @@ class Collector:
                 if ev.seq > seen.get(ev.pid, 0):
                     seen[ev.pid] = ev.seq
             self._arrived.notify_all()
-        for ev in events:
-            if ev.held:
-                for cb in held_cbs:
-                    cb(ev)
-        for cb in list(self.live):
+        for cb in hooks + list(self.live):
             try:
                 cb(events)
-            except Exception:
+            except Exception:  # a broken view must not lose events for the others
                 pass
 
     def wait_for(self, marks: dict, timeout: float) -> bool:

@@ -1,9 +1,15 @@
 """The comparison view: one program, two control planes, side by side.
 
 Left, the lecture's centralized design; right, Ray 2's ownership design. Each
-column is the numbered step log of the same task; a step whose name appears
-in only one of the two is marked, so the differences stand out. Below, the
-GCS's load per task in each design: messages received, and CPU time.
+column is the numbered step log of the same task. A step that does not happen
+in the other design is marked ◆: steps are compared by *what happens* (who
+acts, the step, and whom it asks or where it goes), not by name alone, so
+"N2's object manager looks a up in the GCS object table" and "... asks the
+owner of a" are marked although both are ``locate_object``. Below, the GCS's
+load per task in each design: messages received, and CPU time.
+
+A column given as a :class:`raylab.demo.compare.Scenario` also says which slide
+each row is and calls the scenario's objects a, b, c.
 """
 from __future__ import annotations
 
@@ -11,35 +17,63 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from raylab.tracing.steps import narrate
 from raylab.views.render import View, to_html, to_text
+from raylab.views.steplog import SlideSteps
 
 TITLES = {"centralized": "lecture: centralized (GCS object table, global scheduler)",
           "ownership": "Ray 2: ownership (owners, leases, spillback)"}
+DIFFERS = " ◆"
 
 
-def _column(events, other_names: set) -> Table:
+def what_happens(ev) -> tuple:
+    """A step, as the two designs can share it: the box that acts, the step, and whom
+    it addresses (a raylet, a node, the GCS or the owner) or how (its sentence)."""
+    d = ev.detail
+    return (ev.node, ev.component, ev.step, d.get("at"), d.get("raylet"), d.get("to"),
+            d.get("text"))
+
+
+def differing(steps: dict) -> dict:
+    """control plane -> the positions of its steps that the other designs do not take."""
+    happens = {p: {what_happens(ev) for ev in evs} for p, evs in steps.items()}
+    out = {}
+    for p, evs in steps.items():
+        others = set().union(*(happens[q] for q in steps if q != p))
+        out[p] = {i for i, ev in enumerate(evs) if what_happens(ev) not in others}
+    return out
+
+
+def _column(events, marked: set) -> Table:
+    slides = getattr(events, "slides", None)
+    names = getattr(events, "names", None)
+    counter = SlideSteps(slides) if slides else None
     t = Table(show_header=False, box=None, pad_edge=False, expand=True)
     t.add_column("#", justify="right", width=3)
+    if counter is not None:
+        t.add_column("slide", width=9, no_wrap=True)
     t.add_column("where", width=9, no_wrap=True)
     t.add_column("step", ratio=1)
-    for i, ev in enumerate(events, 1):
-        mark = "" if ev.step in other_names else " ◆"
-        t.add_row(str(i), f"{ev.node} {ev.component}"[:9],
-                  Text(ev.narrative + mark, style="bold" if mark else ""))
+    for i, ev in enumerate(events):
+        mark = DIFFERS if i in marked else ""
+        cells = [str(i + 1)]
+        if counter is not None:
+            cells.append(counter.label(ev))
+        cells += [f"{ev.node} {ev.component}"[:9],
+                  Text(narrate(ev, names) + mark, style="bold" if mark else "")]
+        t.add_row(*cells)
     return t
 
 
 def _side_by_side(steps: dict) -> Table:
     planes = list(steps)
-    names = {p: {ev.step for ev in steps[p]} for p in planes}
+    marked = differing(steps)
     grid = Table(show_header=True, expand=True, show_lines=False)
     for p in planes:
         grid.add_column(TITLES.get(p, p), ratio=1)
-    cols = []
-    for p in planes:
-        others = set().union(*(names[q] for q in planes if q != p))
-        cols.append(_column(steps[p], others))
-    grid.add_row(*cols)
+    grid.add_row(*(_column(steps[p], marked[p]) for p in planes))
+    grid.add_row(*(Text(f"{len(marked[p])} of {len(steps[p])} steps differ", style="dim")
+                   for p in planes))
     return grid
 
 
@@ -63,9 +97,13 @@ def _load_table(loads: dict) -> Table:
 
 def compare_renderable(steps: dict, loads: dict | None = None, width: int = 110):
     parts = [_side_by_side(steps),
-             Text("◆ a step only this control plane takes", style="dim")]
+             Text("◆ happens only in this control plane (who acts, and whom it asks)",
+                  style="dim")]
     if loads:
         parts.append(_load_table(loads))
+        parts.append(Text("GCS CPU time: its process's CPU while the tasks ran, less its "
+                          "background work (resource pulls, health checks) over that time",
+                          style="dim"))
     return Group(*parts)
 
 
@@ -88,6 +126,7 @@ class CompareView(View):
 
 
 def compare_view(steps: dict, loads: dict | None = None) -> CompareView:
-    """``steps``: control plane -> its trace events; ``loads``: control plane -> the GCS
-    load dict of :func:`raylab.demo.compare.gcs_load` (optional)."""
+    """``steps``: control plane -> its trace events (a list, or a ``Scenario`` with slides
+    and names); ``loads``: control plane -> the GCS load dict of
+    :func:`raylab.demo.compare.gcs_load` (optional)."""
     return CompareView(steps, loads)

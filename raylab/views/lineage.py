@@ -59,7 +59,7 @@ def object_label(model: TraceModel, oid: str) -> Text:
         facts.append("holds an error")
     if o.size is not None:
         facts.append(human_size(o.size))
-    if o.task is None and o.owner:
+    if o.put:
         facts.append(f"ray.put by {o.owner}")
     elif o.owner:
         facts.append(f"owner {o.owner}")

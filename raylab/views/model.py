@@ -47,6 +47,12 @@ other key is in ``event.detail``; "proc" is ``event.proc``, the process label):
               are known and logged but change nothing kept here.
   and, for every event: event.node, event.proc, event.level, event.time.
 
+Objects that existed before the trace began (a ``ray.put`` array a traced task
+pulls) appear in it only as pulled, located or freed. ``fold(events, known)``
+starts from what a snapshot of the cluster taken when the trace began says about
+them (:func:`known_objects`: owner, size, the node with the primary copy), so a
+view can draw the store the pull came from and the object's owner.
+
 Node ids are turned into labels (N1, N2) with what the events tell: a raylet's
 events carry its own node id, node_registered names every node, and a request
 sent to another node names it in detail "raylet" or "to". The records
@@ -55,6 +61,7 @@ live in :mod:`raylab.views.records`, the per-step functions in
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 from raylab.tracing.events import LECTURE, TraceEvent
@@ -62,7 +69,7 @@ from raylab.views.records import (FREED, LOST, PENDING, READY, REBUILT, SPILLED,
                                   Edge, ObjectInfo, Span, TaskInfo)
 from raylab.views.transitions import HANDLERS
 
-__all__ = ["TraceModel", "fold", "TaskInfo", "ObjectInfo", "ActorInfo", "Span", "Edge",
+__all__ = ["TraceModel", "fold", "known_objects", "made_objects", "TaskInfo", "ObjectInfo", "ActorInfo", "Span", "Edge",
            "PENDING", "READY", "FREED", "LOST", "REBUILT", "SPILLED"]
 
 
@@ -135,12 +142,60 @@ class TraceModel:
         return self.tasks.get(o.task) if o is not None and o.task else None
 
 
-def fold(events) -> TraceModel:
-    """The model of ``events`` (a list in causal order, as ``Trace.events`` gives it)."""
+def fold(events, known: dict | None = None) -> TraceModel:
+    """The model of ``events`` (a list in causal order, as ``Trace.events`` gives it);
+    ``known``: objects that existed before the first event (see :func:`known_objects`)."""
     m = TraceModel()
+    for oid, info in (known or {}).items():
+        m.objects[oid] = copy.copy(info)
+        m.objects[oid].locations = list(info.locations)
     for ev in events:
         m.apply(ev)
     return m
+
+
+# steps that make an object: an object first seen in any other step was made before
+_MAKES = ("put_object", "store_object", "submit_task", "task_finished", "task_returned")
+
+
+def made_objects(events) -> set:
+    """The objects ``events`` show being made (put, stored, or returned by a task)."""
+    made = set()
+    for ev in events:
+        if ev.step in _MAKES:
+            if ev.step == "submit_task":
+                made.update(ev.detail.get("returns") or ())
+            elif ev.ids.get("object"):
+                made.add(ev.ids["object"])
+    return made
+
+
+def known_objects(events, snapshot) -> dict:
+    """The objects ``events`` mention but never make, as ``snapshot`` shows them.
+
+    Only what stays true while an object lives is taken (its owner, its size, the node
+    of its primary copy) and the replicas the events do not show being pulled, so a
+    snapshot taken later than the first event (a live dashboard's) gives the same answer.
+    """
+    if snapshot is None:
+        return {}
+    made = made_objects(events)
+    mentioned = {ev.ids["object"] for ev in events if ev.ids.get("object")}
+    mentioned.update(a for ev in events if ev.step == "submit_task"
+                     for a in ev.detail.get("arg_refs") or ())
+    mentioned -= made
+    pulled = {(ev.ids.get("object"), ev.detail.get("to") or ev.node) for ev in events
+              if ev.step in ("pull_object", "object_replicated")}
+    out: dict = {}
+    for node in snapshot.nodes:
+        for o in node.objects:
+            if o.object_id not in mentioned or (o.object_id, node.label) in pulled:
+                continue
+            info = out.setdefault(o.object_id, ObjectInfo(o.object_id, READY, o.size, o.owner))
+            info.locations.append(node.label)
+            if o.primary:
+                info.primary, info.spilled = node.label, o.spilled
+    return out
 
 
 def _learn_node(m: TraceModel, ev: TraceEvent) -> None:

@@ -39,7 +39,8 @@ class ObjectInfo:
     state: str = PENDING
     size: int | None = None
     owner: str = ""                 # process label of the owner
-    task: str | None = None         # the task that makes it (None for ray.put)
+    task: str | None = None         # the task that makes it (None for ray.put, or unknown)
+    put: bool = False               # made by ray.put (the trace saw it)
     locations: list = field(default_factory=list)  # node labels with a shared-memory copy
     primary: str = ""               # node label of the primary copy
     inline: bool = False            # lives in the owner's in-process memory store

@@ -56,6 +56,11 @@ class ActorState:
     worker_pid: int | None = None
     restarts: int = 0
     death_cause: str = ""
+    node_id: str | None = None     # hex, like the worker and job ids below
+    worker_id: str | None = None
+    job_id: str | None = None
+    detached: bool = False
+    resources: dict = field(default_factory=dict)   # what it needed to be placed
 
 
 @dataclass

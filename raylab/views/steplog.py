@@ -9,9 +9,13 @@ Beneath each lecture step sit the protocol messages that carried it out
 (``level == 1``: every RPC, a worker being started, a lease being returned).
 They are hidden by default, so a no-op task reads as about ten rows, and can be
 expanded: all of them (``expand=True``) or only some steps (``expand={7}``).
-A protocol event belongs to the lecture step named by its causal parent, or
-else to the lecture step it follows. Hidden events never change the numbers,
+A protocol event belongs to the lecture step that caused it (its causal parent, or
+that parent's cause, and so on), or else to the lecture step it follows. Hidden events never change the numbers,
 so adding protocol detail to the runtime does not renumber a lecture's steps.
+
+A demo can also say which slide each row is (``slides``: step name -> slide
+step, see :class:`SlideSteps`), and call the scenario's objects by their names
+on the slide (``names``: {object hex: "a"}).
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ from rich.table import Table
 from rich.text import Text
 
 from raylab.tracing.events import LECTURE, TraceEvent
+from raylab.tracing.steps import narrate
 from raylab.views.render import View, check_width, to_html, to_text
 
 _BOX = {"driver": "driver", "gcs": "GCS", "raylet": "raylet", "worker": "worker",
@@ -37,6 +42,31 @@ class StepRow:
     event: TraceEvent
     nested: bool = False
     hidden: int = 0          # protocol events folded beneath this row (not shown)
+
+
+class SlideSteps:
+    """Which slide step a row is: ``slides`` maps a step name to its slide's number, or
+    to several (``(3, 6)``: the object table is looked up in Step 3 and again in Step 6)
+    or a range (``"1-3"``). Slides only move forward, so a step that can be on several
+    slides takes the first one not before the slide of the row above it. Feed the
+    lecture-level events in causal order (at once, or one by one in step mode)."""
+
+    def __init__(self, slides: dict):
+        self.slides = slides
+        self.at = 0
+
+    def label(self, ev: TraceEvent) -> str:
+        if ev.level != LECTURE:
+            return ""
+        wanted = self.slides.get(ev.step)
+        if wanted is None:
+            return ""
+        for choice in (wanted if isinstance(wanted, tuple) else (wanted,)):
+            last = int(str(choice).rsplit("-", 1)[-1])
+            if last >= self.at:
+                self.at = last
+                return f"Step {choice}"
+        return ""
 
 
 def box_name(ev: TraceEvent) -> str:
@@ -61,21 +91,35 @@ def steplog_rows(events: list[TraceEvent], expand=False) -> list[StepRow]:
     number_of: dict = {}
     children: dict = {0: []}
     order: list = []
+    parent_of: dict = {}
     current = 0
     for ev in events:
+        parent_of[ev.key] = ev.parent
         if ev.level == LECTURE:
             current = len(order) + 1
             number_of[ev.key] = current
             children[current] = []
             order.append(ev)
         else:
-            children[number_of.get(ev.parent, current)].append(ev)
+            children[_lecture_step_of(ev.parent, number_of, parent_of, current)].append(ev)
     rows = _nested_rows(0, children[0], expand)
     for n, ev in enumerate(order, 1):
         shown = _nested_rows(n, children[n], expand)
         rows.append(StepRow(str(n), ev, hidden=len(children[n]) - len(shown)))
         rows.extend(shown)
     return rows
+
+
+def _lecture_step_of(key, number_of: dict, parent_of: dict, fallback: int) -> int:
+    """The lecture step that caused an event: its parent, or its parent's parent, ...
+    (causes always come earlier). Where the chain leaves the list, the step it follows."""
+    for _ in range(64):  # chains are short; a bound in case a cause was never recorded
+        if not key:
+            break
+        if key in number_of:
+            return number_of[key]
+        key = parent_of.get(key)
+    return fallback
 
 
 def _nested_rows(n: int, evs: list, expand) -> list[StepRow]:
@@ -85,26 +129,34 @@ def _nested_rows(n: int, evs: list, expand) -> list[StepRow]:
 
 
 def steplog_table(events: list[TraceEvent], expand=False, current: int | None = None,
-                  title: str | None = None) -> Table:
-    """The step log as a rich Table (``current``: a step number to highlight)."""
+                  title: str | None = None, slides: dict | None = None,
+                  names: dict | None = None) -> Table:
+    """The step log as a rich Table (``current``: a step number to highlight; ``slides``
+    and ``names``: see the module docstring)."""
     table = Table(box=box.SIMPLE_HEAD, expand=True, pad_edge=False, title=title,
                   show_edge=False)
     table.add_column("#", justify="right", no_wrap=True, width=5)
+    if slides is not None:
+        table.add_column("slide", no_wrap=True, width=8)
     table.add_column("node", no_wrap=True, width=4)
     table.add_column("box", no_wrap=True, width=14)
     table.add_column("step", ratio=1, overflow="fold")
     rows = steplog_rows(events, expand)
+    counter = SlideSteps(slides) if slides is not None else None
     if not rows:
-        table.add_row("", "", "", Text("(no steps recorded)", style="dim"))
+        table.add_row(*[""] * (len(table.columns) - 1), Text("(no steps recorded)", style="dim"))
     for row in rows:
         ev = row.event
         style = "dim" if row.nested else ""
         if current is not None and row.number == str(current):
             style = "reverse"
-        narrative = ("  " if row.nested else "") + ev.narrative
-        table.add_row(Text(row.number), Text(ev.node or "--"),
-                      Text(box_name(ev), style=_BOX_STYLE.get(ev.component, "")),
-                      Text(narrative), style=style)
+        narrative = ("  " if row.nested else "") + narrate(ev, names)
+        cells = [Text(row.number)]
+        if counter is not None:
+            cells.append(Text(counter.label(ev), style="bold"))
+        cells += [Text(ev.node or "--"),
+                  Text(box_name(ev), style=_BOX_STYLE.get(ev.component, "")), Text(narrative)]
+        table.add_row(*cells, style=style)
     return table
 
 
@@ -112,33 +164,40 @@ class StepLog(View):
     """The numbered step log of a list of trace events (see the module docstring)."""
 
     def __init__(self, events: list[TraceEvent], *, expand=False, current: int | None = None,
-                 title: str | None = None, width: int | None = None):
+                 title: str | None = None, width: int | None = None,
+                 slides: dict | None = None, names: dict | None = None):
         self.events = list(events)
         self.expand = expand
         self.current = current
         self.title = title
         self.width = check_width(width)
+        self.slides, self.names = slides, names
 
     def renderable(self, width: int):
-        return steplog_table(self.events, self.expand, self.current, self.title)
+        return steplog_table(self.events, self.expand, self.current, self.title, self.slides,
+                             self.names)
 
 
 def steplog(events: list[TraceEvent], *, expand=False, current: int | None = None,
-            width: int | None = None) -> StepLog:
+            width: int | None = None, slides: dict | None = None,
+            names: dict | None = None) -> StepLog:
     """The step log as a view object (it prints as text, and as HTML in Jupyter)."""
-    return StepLog(events, expand=expand, current=current, width=width)
+    return StepLog(events, expand=expand, current=current, width=width, slides=slides,
+                   names=names)
 
 
-def steplog_text(events: list[TraceEvent], *, expand=False, width: int | None = None) -> str:
+def steplog_text(events: list[TraceEvent], *, expand=False, width: int | None = None,
+                 slides: dict | None = None, names: dict | None = None) -> str:
     """Deterministic plain text: one numbered row per step (no times, no pids)."""
     w = check_width(width)
-    return to_text(steplog_table(events, expand), w)
+    return to_text(steplog_table(events, expand, slides=slides, names=names), w)
 
 
-def steplog_html(events: list[TraceEvent], *, expand=False, width: int | None = None) -> str:
+def steplog_html(events: list[TraceEvent], *, expand=False, width: int | None = None,
+                 slides: dict | None = None, names: dict | None = None) -> str:
     """The step log as HTML (inline styles), for ``_repr_html_``."""
     w = check_width(width)
-    return to_html(steplog_table(events, expand), w)
+    return to_html(steplog_table(events, expand, slides=slides, names=names), w)
 
 
 def show_steplog(events: list[TraceEvent], console=None, *, expand=False,

@@ -7,7 +7,9 @@ log: a bar from step 10 to step 11 means the worker started the task at step
 on every run and on every machine, and it lines up with the step log.
 
 Bars end in ``▶`` while the task still runs and in ``✗`` when its worker died
-or it failed. For wall times, export the same spans as a Chrome trace
+or it failed. A process that runs several tasks at once (an async actor awaiting
+in one call while the next starts, a threaded actor) gets one row per call in
+flight: the overlap is the point. For wall times, export the same spans as a Chrome trace
 (:func:`raylab.tracing.timeline.timeline`, what ``ray.timeline()`` writes).
 """
 from __future__ import annotations
@@ -42,9 +44,13 @@ def _x(step: int, steps: int, cols: int) -> int:
 
 
 def _bar(span: Span, length: int) -> str:
+    """``name━━━▶``; on an actor's row the method name is enough (the row is the actor's),
+    and a name cut short ends in ``…`` so that two bars side by side read apart."""
     end = {states.RUNNING: "▶", "died": "✗", states.FAILED: "✗"}.get(span.status, "")
-    body = (span.name + "━" * length)[: max(length - len(end), 0)]
-    return (body + end)[:length]
+    name = span.name.rsplit(".", 1)[-1] if span.actor else span.name
+    room = max(length - len(end), 0)
+    body = name + "━" * room if len(name) <= room else name[: max(room - 1, 0)] + "…"
+    return (body[:room] + end)[:length]
 
 
 def _lane(spans: list[Span], steps: int, cols: int, style_of) -> Text:
@@ -61,6 +67,19 @@ def _lane(spans: list[Span], steps: int, cols: int, style_of) -> Text:
     for ch, st in zip(cells, styles):
         text.append(ch, style=st)
     return text
+
+
+def tracks(spans: list[Span]) -> list[list[Span]]:
+    """One process's spans in rows, none overlapping another in its row (the first row
+    that is free when a span starts): one row for a process that runs one task at a time."""
+    rows: list[list[Span]] = []
+    for s in sorted(spans, key=lambda s: s.start):
+        row = next((r for r in rows if r[-1].end is not None and r[-1].end < s.start), None)
+        if row is None:
+            rows.append([s])
+        else:
+            row.append(s)
+    return rows
 
 
 def _axis(steps: int, cols: int) -> Text:
@@ -89,9 +108,9 @@ def timeline_renderable(model: TraceModel, width: int, legend: bool = True):
 
     out = [Text(f"{'step':<{label_w}}  ", style="dim") + _axis(steps, cols)]
     for proc in rows:
-        spans = [s for s in model.spans if s.proc == proc]
-        out.append(Text(f"{proc:<{label_w}}  ", style="bold") +
-                   _lane(spans, steps, cols, style_of))
+        for i, track in enumerate(tracks([s for s in model.spans if s.proc == proc])):
+            out.append(Text(f"{proc if i == 0 else '':<{label_w}}  ", style="bold") +
+                       _lane(track, steps, cols, style_of))
     if legend:
         out.append(Text(""))
         out.extend(_legend_line(s, label_w) for s in model.spans)

@@ -114,10 +114,13 @@ def _task_finished(m, ev):
     status = ev.detail.get("status", states.FINISHED)
     t.state, t.name = status, ev.detail.get("name", t.name)
     _close_spans(m, ev, status, task=t.task_id, attempt=t.attempt)
+    if not t.returns and ev.ids.get("object"):
+        t.returns = [ev.ids["object"]]   # an actor call's submit names no returns: this does
     kinds = ev.detail.get("returns", [])
     for i, oid in enumerate(t.returns):
         kind = kinds[i] if i < len(kinds) else ""
         o = m.object(oid)
+        o.task, o.owner = o.task or t.task_id, o.owner or _proc(ev)  # the owner hears of it
         o.inline = o.inline or kind == "inline"
         o.error = kind == "error" or status == states.FAILED
         _available(o)
@@ -155,7 +158,7 @@ def _add_location(o: ObjectInfo, node: str) -> None:
 
 def _put_object(m, ev):
     o = m.object(ev.ids["object"])
-    o.owner, o.size = _proc(ev), ev.detail.get("size", o.size)
+    o.owner, o.size, o.put = _proc(ev), ev.detail.get("size", o.size), True
     if "memory store" in str(ev.detail.get("where", "")):
         o.inline = True
     else:
@@ -174,8 +177,11 @@ def _store_object(m, ev):
 
 
 def _replicated(m, ev):
+    """A pull: the copy it came ``from`` exists (perhaps since before the trace began),
+    and now one on ``to`` too."""
     o = m.object(ev.ids["object"])
     o.size = ev.detail.get("size", o.size)
+    _add_location(o, ev.detail.get("from"))
     _add_location(o, ev.detail.get("to") or ev.node)
 
 
@@ -201,6 +207,7 @@ def _gone(state):
     def handler(m, ev):
         o = m.object(ev.ids["object"])
         o.state, o.reason, o.locations = state, ev.detail.get("reason", ""), []
+        o.owner = o.owner or _proc(ev)   # the owner frees an object, and finds it lost
     return handler
 
 
@@ -341,6 +348,6 @@ STORY_ONLY = ("register_function", "fetch_function", "get_object", "node_registe
               "lease_request_failed", "worker_blocked", "worker_exit", "cancel_task",
               "infeasible_warning", "get_local_hit", "ask_owner", "wait_returned",
               "borrower_added", "resource_view_broadcast", "kill_node", "kill_worker",
-              "kill_actor_process")
+              "kill_actor_process", "freeze_node", "thaw_node", "node_dead_received")
 for _name in STORY_ONLY:
     HANDLERS.setdefault(_name, _nothing)

@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import inspect
 import threading
+
+from raylab.transport import new_event_loop
 
 
 def _ready() -> bool:
@@ -51,7 +54,7 @@ class ActorRuntime:
         ready = threading.Event()
 
         def run():
-            self.loop = asyncio.new_event_loop()
+            self.loop = new_event_loop()
             asyncio.set_event_loop(self.loop)
             self.sem = asyncio.Semaphore(self.max_concurrency)
             ready.set()
@@ -75,7 +78,8 @@ class ActorRuntime:
         if self.loop is not None:
             cf = asyncio.run_coroutine_threadsafe(self._run_async(spec), self.loop)
         else:
-            cf = self.pool.submit(self.executor.run_one, spec)
+            # in a copy of this context: the call runs as caused by the caller's step
+            cf = self.pool.submit(contextvars.copy_context().run, self.executor.run_one, spec)
         cf.add_done_callback(lambda f: cw.call_soon(self.executor.finish_future, spec, f, fut))
 
     async def _run_async(self, spec):

@@ -23,11 +23,15 @@ import traceback
 
 import cloudpickle
 
+from raylab.core_worker import current
 from raylab import exceptions as exc
 from raylab.core_worker.memory_store import ERROR, IN_PLASMA, VALUE
 from raylab.core_worker.object_ref import ObjectRef
+from raylab.core_worker import task_context
 from raylab.core_worker.serialization import deserialize, serialize
+from raylab.core_worker.task_context import TaskContext
 from raylab.core_worker.task_spec import ACTOR_CREATION_TASK, ACTOR_TASK, ARG_REF
+from raylab.tracing import cause
 from raylab.tracing.emit import TRACER, checkpoint, step
 from raylab.transport import DEFERRED
 
@@ -45,6 +49,7 @@ class TaskExecutor:
         self.cancelled: set = set()
         self.actor = None            # the ActorRuntime, once this worker becomes an actor
         self._holds: dict = {}       # task id -> refs it returns, kept until handed over
+        self.gpu_ids: list = []      # the GPUs the running task's lease holds
 
     # -- io thread ---------------------------------------------------------------
     def push(self, conn, spec):
@@ -55,23 +60,33 @@ class TaskExecutor:
             fut = self.cw.loop.create_future()
             actor.submit(spec, fut)
             return fut
-        self.queue.put((spec, conn, conn.current_rid))
+        self.queue.put((spec, conn, conn.current_rid, cause.current()))  # the owner's push_task
         return DEFERRED
 
-    def cancel(self, task_id: bytes, force: bool):
+    def cancel(self, task_id: bytes, force: bool, recursive: bool = True):
         cur = self.current
         if cur is None or cur.task_id != task_id:
             self.cancelled.add(task_id)  # queued here but not started: it never will be
             return True
-        TRACER.on and step("worker", "task", "cancel_task", task=task_id.hex(), detail={"force": force})
+        TRACER.on and step("worker", "task", "cancel_task", task=task_id.hex(),
+                           detail={"force": force, "recursive": recursive})
+        if recursive:  # first the tasks it submitted (this process owns them)
+            self.cw.submitter.cancel_children(task_id, force)
         if force:
             os._exit(1)  # force=True: the worker process itself is killed
         self.cancel_requested = task_id
         os.kill(os.getpid(), signal.SIGINT)  # KeyboardInterrupt in the main thread
         return True
 
-    def exit(self, reason: str):
+    def exit(self, reason: str, force: bool = False):
+        """Leave the cluster. ``force`` (ray.kill): at once, whatever runs or waits here
+        fails with the actor's death. Otherwise after the calls already queued (an actor
+        out of scope, as Ray's ``__ray_terminate__``)."""
         TRACER.on and step("worker", "task", "worker_exit", detail={"reason": reason})
+        if force:
+            TRACER.on and TRACER.flush()
+            _flush_output()
+            os._exit(1)
         self.exiting = True
         if self.actor is not None:
             self.actor.shutdown()
@@ -111,7 +126,8 @@ class TaskExecutor:
                 continue
             if item is None:
                 return
-            spec, conn, rid = item
+            spec, conn, rid, pushed = item
+            cause.enter(pushed)  # this thread now carries out what the owner pushed
             if spec.task_id in self.cancelled:
                 self.cancelled.discard(spec.task_id)
                 result = self._error_reply(spec, exc.TaskCancelledError(spec.task_id.hex()))
@@ -160,15 +176,33 @@ class TaskExecutor:
         if threading.get_ident() == self.main_ident:
             self.current = spec  # already while its arguments are fetched (may block)
         if spec.kind == ACTOR_CREATION_TASK:
+            if spec.resources.get("GPU"):
+                self._take_gpus()  # an actor keeps its GPUs for its whole life
             return self.create_actor(spec)
         if spec.kind == ACTOR_TASK:
             return self.run_one(spec)
         fn = self.function(spec.function_id, spec.name)
         args, kwargs = self.resolve_args(spec)
-        return self._call(spec, fn, args, kwargs)
+        if not spec.resources.get("GPU"):
+            return self._call(spec, fn, args, kwargs)
+        saved = self._take_gpus()
+        try:
+            return self._call(spec, fn, args, kwargs)
+        finally:
+            self.gpu_ids = []
+            _restore_env(saved)
+
+    def _take_gpus(self):
+        """Ask our raylet which GPUs the lease holds; the task sees them as Ray's tasks do
+        (``ray.get_gpu_ids()``, ``CUDA_VISIBLE_DEVICES``). Returns the env to restore."""
+        async def ask():
+            return await self.cw.raylet.call("lease_gpu_ids", self.cw.worker_id)
+        self.gpu_ids = list(self.cw.run_sync(ask(), 30))
+        return _apply_env({"env_vars": {
+            "CUDA_VISIBLE_DEVICES": ",".join(str(i) for i in self.gpu_ids)}})
 
     def _call(self, spec, fn, args, kwargs):
-        saved_env = self._begin(spec)
+        begun = self._begin(spec)
         try:
             value = fn(*args, **kwargs)
         except KeyboardInterrupt:
@@ -178,28 +212,34 @@ class TaskExecutor:
         except Exception as e:
             return self._error_reply(spec, self._task_error(spec, e))
         finally:
-            self._end(saved_env)
+            self._end(begun)
         return self._returns(spec, value)
 
     def _begin(self, spec):
-        """Make this thread run ``spec``: ids derive from it, its env vars are set."""
-        ctx = self.cw.ctx
-        ctx.task_id = spec.task_id
-        ctx.task_counter = 0
-        ctx.put_counter = spec.num_returns
-        ctx.name = spec.name
-        ctx.attempt = spec.attempt
+        """Make this thread (or coroutine) run ``spec``: ids derive from it, its env vars
+        are set. Returns what ``_end`` needs to undo that."""
+        ctx = TaskContext(spec.task_id, spec.name, spec.actor_id, spec.num_returns)
+        token = task_context.enter(ctx)
         if threading.get_ident() == self.main_ident:
             self.current = spec
+            self.cw.main_ctx = ctx  # threads the task starts itself run as the task
         saved_env = _apply_env(spec.runtime_env)
         hold = TRACER.on and checkpoint("worker", "task", "execute_task", task=spec.task_id.hex(),
                                         actor=spec.actor_id.hex() if spec.actor_id else None,
-                                        detail={"name": spec.name, "attempt": spec.attempt})
+                                        detail=self._execute_detail(spec))
         if hold:
             hold.block()
-        return saved_env
+        return token, saved_env
 
-    def _end(self, saved_env) -> None:
+    def _execute_detail(self, spec) -> dict:
+        detail = {"name": spec.name, "attempt": spec.attempt}
+        if self.cw.lecture_mode:  # the lecture's Step 9 names the stored objects it reads
+            detail["stored_args"] = [oid.hex() for oid in spec.ref_args()]
+        return detail
+
+    def _end(self, begun) -> None:
+        token, saved_env = begun
+        task_context.leave(token)
         if threading.get_ident() == self.main_ident:
             self.current = None
             self.cancel_requested = None
@@ -225,26 +265,47 @@ class TaskExecutor:
 
     # -- actors ------------------------------------------------------------------------
     def create_actor(self, spec):
-        """The actor creation task: run the constructor; this process is now the actor."""
+        """The actor creation task: run the constructor; this process is now the actor.
+        Whatever fails on the way (loading the class, an argument whose task failed, the
+        constructor) is the creation task's error: the GCS marks the actor DEAD with it."""
+        from raylab.core_worker.actor_submitter import creation_argument_error
         from raylab.worker.actor_executor import ActorRuntime
-        cls = self.function(spec.function_id, spec.name)
-        args, kwargs = self.resolve_args(spec)
         opts = spec.actor_options or {}
         cw = self.cw
         cw.actor_id = spec.actor_id
         cw.actor_name = opts.get("class_name", spec.name)
         cw.actor_restarts = spec.attempt
-        cw.ctx.actor_id = spec.actor_id
+        try:
+            cls = self.function(spec.function_id, spec.name)
+        except Exception as e:
+            return self._error_reply(spec, self._task_error(spec, e))
+        try:
+            args, kwargs = self.resolve_args(spec)
+        except exc.RayError as e:  # an argument's task failed, or its object is lost
+            return self._error_reply(spec, creation_argument_error(spec, e, self.cw.pid))
+        except Exception as e:
+            return self._error_reply(spec, self._task_error(spec, e))
         _apply_env(spec.runtime_env)  # an actor's environment lasts as long as its process
-        self._begin(spec)
+        begun = self._begin(spec)
         try:
             instance = cls(*args, **kwargs)
         except Exception as e:
             return self._error_reply(spec, self._task_error(spec, e))
         finally:
-            self._end(None)
+            self._end((begun[0], None))
+        if any(a[0] == ARG_REF for a in spec.args) or _holds_refs(spec):
+            # refs it was given (handles, say) are borrowed from now on: their owners must
+            # know before the actor is ALIVE, when the creator lets its own hold go
+            cw.run_sync(self._borrows_registered(), 30)
         self.actor = ActorRuntime(self, instance, opts)
         return ("ok", [(VALUE, _NONE, None)], [])
+
+    async def _borrows_registered(self) -> None:
+        """io thread: the owners of refs this process just received (and may keep: an
+        actor stores a handle) know it as a borrower, before the sender's hold goes."""
+        pending = list(self.cw.objects.unacked)  # registrations queued before this ran
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
 
     def run_one(self, spec):
         """One actor method call, on the calling thread (main thread or a pool thread)."""
@@ -253,8 +314,10 @@ class TaskExecutor:
             args, kwargs = self.resolve_args(spec)
         except Exception as e:
             return self._error_reply(spec, self._task_error(spec, e))
-        self.cw.ctx.actor_id = spec.actor_id
-        return self._call(spec, fn, args, kwargs)
+        result = self._call(spec, fn, args, kwargs)
+        if spec.args and _holds_refs(spec):
+            self.cw.run_sync(self._borrows_registered(), 30)
+        return result
 
     async def run_one_async(self, spec, fn):
         """One ``async def`` method call on the actor's event loop."""
@@ -262,13 +325,16 @@ class TaskExecutor:
             args, kwargs = self.resolve_args(spec)
         except Exception as e:
             return self._error_reply(spec, self._task_error(spec, e))
-        saved_env = self._begin(spec)
+        begun = self._begin(spec)
         try:
             value = await fn(*args, **kwargs)
         except Exception as e:
             return self._error_reply(spec, self._task_error(spec, e))
         finally:
-            self._end(saved_env)
+            self._end(begun)
+        if spec.args and _holds_refs(spec):
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(
+                self._borrows_registered(), self.cw.loop))
         return self._returns(spec, value)
 
     def finish_future(self, spec, cf, fut) -> None:
@@ -336,28 +402,65 @@ class TaskExecutor:
         return out, all_contained
 
     def _task_error(self, spec, e: BaseException):
-        tb = e.__traceback__
-        if tb is not None and tb.tb_next is not None:
-            tb = tb.tb_next  # drop our own frame: the user sees their code
-        text = "".join(traceback.format_exception(type(e), e, tb))
         actor = spec.actor_id.hex() if spec.actor_id else None
-        return exc.RayTaskError(spec.name, text, e, pid=self.cw.pid,
+        return exc.RayTaskError(spec.name, remote_traceback(e), e, pid=self.cw.pid,
                                 actor_repr=getattr(self.cw, "actor_name", None) if actor else None,
                                 actor_id=actor)
 
     def _error_reply(self, spec, error):
         try:
             payload = cloudpickle.dumps(error)
-        except Exception:
-            if isinstance(error, exc.RayTaskError):
-                error = exc.RayTaskError(error.function_name, error.traceback_str,
-                                         exc.RayError(repr(error.cause)), pid=error.pid)
+        except Exception as e:
+            if isinstance(error, exc.RayTaskError):  # as Ray: the cause becomes its text
+                cause = error.cause
+                error = exc.RayTaskError(error.function_name, error.traceback_str, exc.RayError(
+                    f"Exception {type(cause).__module__}.{type(cause).__name__} isn't "
+                    f"serializable: {e}.\nOriginal exception details:\n"
+                    f"{error.traceback_str}"), pid=error.pid)
             payload = cloudpickle.dumps(error)
+        try:  # the error path only: can the owner rebuild it? If not, send its text
+            cloudpickle.loads(payload)
+        except Exception:
+            text = "".join(traceback.format_exception_only(type(error), error))
+            payload = cloudpickle.dumps(exc.UnserializableException(text))
         n = max(len(spec.return_ids()), 1)
         return ("error", [(ERROR, payload, None)] * n, [])
 
 
+_RAYLAB_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+_USER_DIRS = (os.path.join(_RAYLAB_DIR, "demo") + os.sep,)  # the demos' tasks are user code
+
+
+def _internal(frame) -> bool:
+    f = frame.filename
+    return f.startswith(_RAYLAB_DIR) and not f.startswith(_USER_DIRS)
+
+
+def remote_traceback(e: BaseException) -> str:
+    """The traceback a user sees for an error raised in their task: their frames only
+    (raylab's own, such as ray.get's inside a task, are left out, as Ray leaves out its)."""
+    te = traceback.TracebackException(type(e), e, e.__traceback__)
+    seen = set()
+    stack = [te]
+    while stack:
+        t = stack.pop()
+        if id(t) in seen:
+            continue
+        seen.add(id(t))
+        t.stack = traceback.StackSummary.from_list([f for f in t.stack if not _internal(f)])
+        stack.extend(x for x in (t.__cause__, t.__context__) if x is not None)
+    return "".join(te.format())
+
+
 _NONE = cloudpickle.dumps(None)
+
+
+def _holds_refs(spec) -> bool:
+    """Did refs come inside the argument values (a handle, a list of refs)?"""
+    for a in spec.args:
+        if a[0] != ARG_REF and a[2]:
+            return True
+    return False
 
 
 def _apply_env(runtime_env):
@@ -380,12 +483,17 @@ def _restore_env(saved):
 
 
 def _flush_output():
+    printed = False
     for s in (sys.stdout, sys.stderr):
         if getattr(s, "dirty", True):  # a task that printed nothing has nothing to flush
+            printed = True
             try:
                 s.flush()
             except Exception:
                 pass
+    flush_logs = printed and getattr(current.CORE_WORKER, "flush_logs", None)
+    if flush_logs:
+        flush_logs()
 
 
 __all__ = ["TaskExecutor", "TRACER"]

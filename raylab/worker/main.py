@@ -67,7 +67,7 @@ class WorkerOutput(io.TextIOBase):
         actor = getattr(self.cw, "actor_name", None)
         if actor:
             prefix = f"{actor} pid={self.cw.pid}"
-        self.cw.call_soon(self.cw.send_log, (self.stream_no, prefix, text))
+        self.cw.send_log((self.stream_no, prefix, text))
 
     def fileno(self):
         return self.raw.fileno()
@@ -97,9 +97,12 @@ def run_worker(session_dir: str, node_id: bytes, label: str, counter: int,
     cw.start()
     cw.attach_plasma(arena_fd)
     trace_cfg = cw.rpc_sync(cw.raylet, "register_worker", worker_id, os.getpid(), address)
-    if trace_cfg:
+    if trace_cfg:  # before the first task can run: its steps must be traced too
         on, rules, collector = trace_cfg
-        cw.call_soon(cw.trace_uplink.configure, on, rules, collector)
+
+        async def configure():
+            cw.trace_uplink.configure(on, rules, collector)
+        cw.run_sync(configure(), 30)
     sys.stdout = WorkerOutput(cw, 1, sys.stdout)
     sys.stderr = WorkerOutput(cw, 2, sys.stderr)
     try:
@@ -115,24 +118,47 @@ def run_worker(session_dir: str, node_id: bytes, label: str, counter: int,
 
 
 def _attach_log_sender(cw, session) -> None:
-    """Batch this worker's output lines and send them to the driver."""
+    """Batch this worker's output lines and send them to the driver.
+
+    Lines collect from any thread and go out on the io loop; at the end of a task the
+    task's own thread sends what is left, on the socket it is about to reply on, so a
+    driver that has the result has its output too (even if it shuts down at once)."""
     driver = session.socket("driver")
+    lock = threading.Lock()
     state = {"batch": [], "scheduled": False}
 
     def send_log(line) -> None:
-        state["batch"].append(line)
-        if not state["scheduled"]:
+        with lock:
+            state["batch"].append(line)
+            if state["scheduled"]:
+                return
             state["scheduled"] = True
-            cw.loop.call_soon(flush)
+        cw.call_soon(flush)
+
+    def take() -> list:
+        with lock:
+            state["scheduled"] = False
+            batch, state["batch"] = state["batch"], []
+        return batch
 
     def flush() -> None:
-        state["scheduled"] = False
-        batch, state["batch"] = state["batch"], []
+        batch = take()
+        if not batch:
+            return
         conn = cw.conns.get(driver)
         if conn is not None and not conn.closed:
             conn.send("log_lines", batch)
         else:
             cw.loop.create_task(_send_later(batch))
+
+    def flush_now() -> None:
+        """The task's thread, before its reply: what it printed goes out first."""
+        conn = cw.conns.get(driver)
+        if conn is None or conn.closed:
+            return  # the loop sends it once connected
+        batch = take()
+        if batch:
+            conn.send_from_thread("log_lines", batch)
 
     async def _send_later(batch) -> None:
         try:
@@ -141,4 +167,5 @@ def _attach_log_sender(cw, session) -> None:
         except OSError:
             pass
 
+    cw.flush_logs = flush_now
     cw.send_log = send_log
