@@ -61,10 +61,22 @@ def stop(k: KernelSession) -> None:
 
 
 @pytest.fixture(scope="module")
-def kern():
+def shared_kernel():
     k = start()
     yield k
     stop(k)
+
+
+@pytest.fixture
+def kern(shared_kernel):
+    """The module's kernel; a test that failed halfway leaves no pause, breakpoint or
+    dashboard behind for the next one."""
+    k = shared_kernel
+    yield k
+    if k.busy():
+        k.km.interrupt_kernel()
+    k.run("ray.stepper.off(); ray.stepper.clear_breakpoints(); ray.stepper.pace = 0.05; "
+          "ray.stepper.blocking_get = 'auto'; rj.live.close_all()", timeout=30)
 
 
 @pytest.fixture

@@ -208,7 +208,9 @@ class Dashboard:
         ui.slider.max = n
         if ui.slider.value != step:
             ui.slider.value = step
-        paused = {ev.key for ev in STEPPER.paused}
+        # The stepper hears of a pause a moment before this dashboard's inbox gets the same
+        # event: a pause counts once its step is drawn, so status and diagram always agree.
+        paused = {ev.key for ev in STEPPER.paused if ev.key in frames.keys}
         shown_key = frames.events[frames.positions[step - 1]].key if step else None
         scene = frames.scene(step, paused=shown_key in paused)
         ui.diagram.value = scene_html(scene, self.scale)

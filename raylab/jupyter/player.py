@@ -51,6 +51,7 @@ class Frames:
 
     def __init__(self, events: list[TraceEvent], base=None):
         self.events = sorted(events, key=TraceEvent.sort_key)
+        self.keys = {ev.key for ev in self.events}
         self.positions = lecture_positions(self.events)
         self.made = made_objects(self.events)
         self.base = base
