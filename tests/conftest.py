@@ -100,7 +100,8 @@ def assert_clean(session_dir: str, timeout: float = 5.0) -> None:
 
 # The runtime's behaviour must not depend on the control plane: these modules run twice,
 # under Ray 2's ownership design and under the lecture's centralized one.
-BOTH_CONTROL_PLANES = {"test_tasks", "test_objects", "test_actors", "test_failures",
+BOTH_CONTROL_PLANES = {"test_tasks", "test_task_errors", "test_task_scheduling", "test_objects",
+                       "test_actors", "test_actor_failures", "test_failures",
                        "test_node_failures", "test_lineage"}
 
 

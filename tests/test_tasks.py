@@ -10,7 +10,6 @@ import pytest
 
 import raylab as ray
 from raylab import exceptions as exc
-from raylab.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from conftest import driver_env, wait_for
 
@@ -165,36 +164,6 @@ def test_cancel_running_and_pending(cluster2):
     assert ray.get(add.remote(1, 1)) == 2  # the cluster keeps working
 
 
-def test_node_affinity_pins_to_n2(cluster2):
-    nodes = {n["NodeName"]: n["NodeID"] for n in ray.nodes()}
-    n2 = nodes["N2"]
-    where = node_of.options(
-        scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=n2, soft=False)).remote()
-    assert ray.get(where) == n2
-    assert len(n2) == 56 and int(n2, 16) >= 0  # a hex string, as in Ray
-    assert ray.get_runtime_context().get_node_id() == nodes["N1"]
-
-
-def test_spread_uses_both_nodes(cluster2):
-    @ray.remote
-    def where_slow():
-        time.sleep(0.3)
-        return ray.get_runtime_context().get_node_id()
-
-    refs = [where_slow.options(scheduling_strategy="SPREAD").remote() for _ in range(4)]
-    assert len(set(ray.get(refs))) == 2
-
-
-def test_default_policy_packs_then_spreads(cluster2):
-    @ray.remote
-    def hold(t):
-        time.sleep(t)
-        return ray.get_runtime_context().get_node_id()
-
-    refs = [hold.remote(1.0) for _ in range(4)]
-    assert len(set(ray.get(refs))) == 2  # 4 CPUs needed: both nodes
-
-
 def test_available_resources_reflect_running_tasks(cluster2):
     @ray.remote(num_cpus=1)
     def busy():
@@ -206,19 +175,6 @@ def test_available_resources_reflect_running_tasks(cluster2):
     wait_for(lambda: ray.available_resources().get("CPU") == 2, 5, "two CPUs in use")
     ray.get(refs)
     wait_for(lambda: ray.available_resources().get("CPU") == 4, 5, "CPUs released")
-
-
-def test_custom_resources_and_infeasible_warning(cluster2, capsys):
-    @ray.remote(resources={"unicorn": 1})
-    def needs_unicorn():
-        return 1
-
-    ref = needs_unicorn.remote()
-    ready, _ = ray.wait([ref], timeout=0.5)
-    assert ready == []  # stays pending: no node has a unicorn
-    err = wait_for(lambda: capsys.readouterr().err, 5, "the infeasible warning")
-    assert "unicorn" in err
-    ray.cancel(ref)
 
 
 def test_worker_output_reaches_driver_with_prefix(cluster2, capfd):
@@ -361,73 +317,6 @@ def test_deterministic_ids_across_runs(tmp_path):
     assert "00ffffffffffffffffffffffffffffffffffffff0100000001000000" in outs[0]
 
 
-# -- errors from nested tasks, Ray errors inside tasks, unpicklable exceptions ------------
-@ray.remote
-def deep_child():
-    raise ValueError("deep")
-
-
-@ray.remote
-def deep_parent():
-    return ray.get(deep_child.remote())
-
-
-def test_nested_task_error_keeps_the_users_class(cluster2):
-    with pytest.raises(ValueError) as info:
-        ray.get(deep_parent.remote())
-    err = info.value
-    assert isinstance(err, exc.RayTaskError)
-    assert type(err).__name__ == "RayTaskError(ValueError)"
-    assert type(err.cause) is ValueError and str(err.cause) == "deep"
-    text = str(err)
-    # Ray's form: the outer task's header and frames, then the inner error, one level each
-    assert text.startswith("ray::deep_parent() (pid=")
-    assert "ray::deep_child() (pid=" in text and text.rstrip().endswith("ValueError: deep")
-    assert "in deep_parent" in text and "in deep_child" in text
-    # raylab's own frames (ray.get inside the task) are not the user's business
-    assert "raylab/api.py" not in text and "objects.py" not in text
-    assert "Traceback (most recent call last)" not in text
-
-
-def test_ray_error_inside_a_task_keeps_its_class(cluster2):
-    @ray.remote
-    def sleeper():
-        time.sleep(5)  # far longer than the get's timeout; cancelled right after it
-
-    @ray.remote
-    def impatient():
-        ref = sleeper.remote()
-        try:
-            return ray.get(ref, timeout=0.05)
-        finally:
-            ray.cancel(ref, force=True)
-
-    with pytest.raises(exc.GetTimeoutError) as info:
-        ray.get(impatient.remote())
-    assert isinstance(info.value, exc.RayTaskError) and isinstance(info.value, TimeoutError)
-    assert type(info.value).__name__ == "RayTaskError(GetTimeoutError)"
-    assert "Get timed out" in str(info.value) and "raylab/api.py" not in str(info.value)
-
-
-class NeedsTwoArgs(Exception):
-    def __init__(self, a, b):  # pickle rebuilds it with self.args only: it cannot be rebuilt
-        super().__init__(f"needs {a} and {b}")
-
-
-def test_exception_that_cannot_be_rebuilt_comes_back_as_its_text(cluster2):
-    @ray.remote
-    def raises_custom():
-        raise NeedsTwoArgs(1, 2)
-
-    with pytest.raises(exc.UnserializableException) as info:
-        ray.get(raises_custom.remote())
-    text = str(info.value)
-    assert text.startswith("Failed to deserialize exception.")
-    assert "NeedsTwoArgs: needs 1 and 2" in text  # the original text, with its traceback
-    assert "ray::raises_custom() (pid=" in text and "raise NeedsTwoArgs(1, 2)" in text
-    assert ray.get(add.remote(1, 1)) == 2
-
-
 # -- recursive cancel ----------------------------------------------------------------------
 @ray.remote
 def sleep_child():
@@ -553,171 +442,7 @@ def test_generators_async_functions_and_placement_groups_are_refused(cluster2):
     assert ray.get(add.options(placement_group=None).remote(1, 2)) == 3
 
 
-# -- the infeasible warning, once per shape ----------------------------------------------------
-def test_infeasible_warning_is_printed_once_per_shape(cluster2, capfd):
-    @ray.remote(resources={"dragon": 1})
-    def needs_dragon():
-        return 1
-
-    @ray.remote(resources={"dragon": 1})
-    def also_needs_dragon():  # another scheduling key (another lease request), same shape
-        return 2
-
-    with ray.trace() as t:
-        refs = [needs_dragon.remote(), also_needs_dragon.remote(), needs_dragon.remote()]
-        wait_for(lambda: len(t.steps(step="infeasible", level=None)) >= 2, 10,
-                 "both requests found infeasible")
-    err = capfd.readouterr().err
-    assert err.count("requests {'dragon': 1.0") == 1, err
-    assert len(t.steps(step="infeasible_warning", level=None)) == 1
-    for r in refs:
-        ray.cancel(r)
-
-
-# -- every error class survives pickling (errors travel between processes) ----------------
-def _error_samples() -> dict:
-    tb = 'Traceback (most recent call last):\n  File "x.py", line 1, in f\nValueError: v'
-    return {
-        exc.RayError: exc.RayError("plain"),
-        exc.RaySystemError: exc.RaySystemError("boom", "tb text"),
-        exc.RayTaskError: exc.RayTaskError("f", tb, ValueError("v"), pid=12),
-        exc.UnserializableException: exc.UnserializableException("Bad: bad 1"),
-        exc.WorkerCrashedError: exc.WorkerCrashedError("the worker died"),
-        exc.TaskCancelledError: exc.TaskCancelledError("ab"),
-        exc.GetTimeoutError: exc.GetTimeoutError("Get timed out"),
-        exc.RayActorError: exc.RayActorError("actor gone", actor_id="aa"),
-        exc.ActorDiedError: exc.ActorDiedError("died", cause=ValueError("x"), actor_id="bb"),
-        exc.ActorAlreadyExistsError: exc.ActorAlreadyExistsError("name taken"),
-        exc.ActorUnavailableError: exc.ActorUnavailableError("restarting", actor_id="cc"),
-        exc.ActorUnschedulableError: exc.ActorUnschedulableError("no node"),
-        exc.TaskUnschedulableError: exc.TaskUnschedulableError("no node"),
-        exc.ObjectLostError: exc.ObjectLostError("ff" * 28, "owner-addr", "site"),
-        exc.ObjectFetchTimedOutError: exc.ObjectFetchTimedOutError("ee" * 28),
-        exc.OwnerDiedError: exc.OwnerDiedError("dd" * 28, "owner-addr"),
-        exc.ObjectReconstructionFailedError: exc.ObjectReconstructionFailedError("cc" * 28),
-        exc.ObjectReconstructionFailedMaxAttemptsExceededError:
-            exc.ObjectReconstructionFailedMaxAttemptsExceededError("bb" * 28, message="max"),
-        exc.ObjectReconstructionFailedLineageEvictedError:
-            exc.ObjectReconstructionFailedLineageEvictedError("aa" * 28),
-        exc.ReferenceCountingAssertionError: exc.ReferenceCountingAssertionError("99" * 28),
-        exc.ObjectStoreFullError: exc.ObjectStoreFullError("full"),
-        exc.OutOfDiskError: exc.OutOfDiskError("disk"),
-        exc.OutOfMemoryError: exc.OutOfMemoryError("oom"),
-        exc.NodeDiedError: exc.NodeDiedError("node died"),
-        exc.RuntimeEnvSetupError: exc.RuntimeEnvSetupError("env"),
-        exc.PendingCallsLimitExceeded: exc.PendingCallsLimitExceeded("too many"),
-        exc.CrossLanguageError: exc.CrossLanguageError("java"),
-    }
-
-
-def test_error_samples_cover_every_class():
-    classes = {v for v in vars(exc).values()
-               if isinstance(v, type) and issubclass(v, BaseException)
-               and v.__module__ == exc.__name__}
-    assert classes == set(_error_samples())
-
-
-@pytest.mark.parametrize("cls", list(_error_samples()), ids=lambda c: c.__name__)
-def test_every_error_class_round_trips_through_pickle(cls):
-    import pickle
-
-    import cloudpickle
-
-    err = _error_samples()[cls]
-    for dumps in (pickle.dumps, cloudpickle.dumps):
-        back = pickle.loads(dumps(err))
-        assert type(back) is cls
-        assert str(back) == str(err)
-        assert vars(back) == vars(err) or _same_attrs(back, err)
-        assert back.args == err.args or cls is exc.RayTaskError
-
-
-def _same_attrs(a, b) -> bool:
-    def norm(v):
-        return (type(v), str(v)) if isinstance(v, BaseException) else v
-    return {k: norm(v) for k, v in vars(a).items()} == {k: norm(v) for k, v in vars(b).items()}
-
-
-def test_task_cancelled_error_reads_like_rays():
-    import pickle
-    e = exc.TaskCancelledError("ab")
-    assert str(e) == "Task: ab was cancelled. "
-    back = pickle.loads(pickle.dumps(e))
-    assert back.task_id == "ab" and back.error_message is None and str(back) == str(e)
-
-
-def test_dual_task_error_pickles_back_to_a_task_error():
-    import pickle
-    dual = exc.RayTaskError("f", "tb", KeyError("k"), pid=3).as_instanceof_cause()
-    assert isinstance(dual, KeyError) and isinstance(dual, exc.RayTaskError)
-    back = pickle.loads(pickle.dumps(dual))
-    assert isinstance(back, exc.RayTaskError) and str(back) == str(dual)
-    assert isinstance(back.as_instanceof_cause(), KeyError)
-
-
-# -- behaviour that works, now pinned down: lease reuse, spillback, packing, logs, reprs --
-def test_serial_tasks_of_one_shape_reuse_their_lease(cluster2, control_plane):
-    @ray.remote
-    def inc(x):
-        return x + 1
-
-    with ray.trace() as t:
-        for i in range(20):
-            assert ray.get(inc.remote(i)) == i + 1
-    grants = t.steps(step="lease_granted", level=None)
-    pushes = t.steps(step="push_task", level=None)
-    assert len(pushes) == 20
-    if control_plane == "ownership":
-        assert len(grants) < 20  # Ray 2: the owner keeps the lease for the next task
-    else:
-        assert len(grants) == 20  # the lecture's design schedules every task afresh
-
-
-def test_default_task_spills_back_from_a_full_local_node(cluster2, control_plane):
-    if control_plane != "ownership":
-        pytest.skip("spillback between raylets is Ray 2's (the lecture's GCS places tasks)")
-    nodes = {n["NodeName"]: n["NodeID"] for n in ray.nodes()}
-
-    @ray.remote
-    def forever():
-        while True:
-            time.sleep(0.05)
-
-    wait_for(lambda: ray.available_resources().get("CPU") == 4, 20, "an idle cluster")
-    on_n1 = NodeAffinitySchedulingStrategy(node_id=nodes["N1"], soft=False)
-    blockers = [forever.options(scheduling_strategy=on_n1).remote() for _ in range(2)]
-    try:
-        wait_for(lambda: ray.available_resources().get("CPU") == 2, 10, "N1 to be full")
-        with ray.trace() as t:
-            where = ray.get(node_of.remote(), timeout=30)
-        assert where == nodes["N2"]
-        task = t.steps(step="submit_task", level=None)[0].ids["task"]
-        spill = t.steps(step="spillback", task=task, level=None)
-        assert len(spill) == 1 and spill[0].node == "N1" and spill[0].detail["to"] == "N2"
-        assert [e.node for e in t.steps(step="lease_granted", task=task, level=None)] == ["N2"]
-        assert t.names(task=task, step=["spillback", "follow_spillback", "lease_granted"],
-                       level=None) == ["spillback", "follow_spillback", "lease_granted"]
-    finally:
-        for b in blockers:
-            ray.cancel(b, force=True)
-
-
-def test_default_policy_packs_onto_the_local_node_below_the_threshold(cluster2, control_plane):
-    if control_plane != "ownership":
-        pytest.skip("the hybrid policy is the raylet's (the lecture's global scheduler "
-                    "places by load)")
-    nodes = {n["NodeName"]: n["NodeID"] for n in ray.nodes()}
-    wait_for(lambda: ray.available_resources().get("CPU") == 4, 20, "an idle cluster")
-    with ray.trace() as t:
-        # one task at a time: N1 never passes the spread threshold (50%), so the local
-        # node keeps every task though N2 is idle
-        where = [ray.get(node_of.remote()) for _ in range(6)]
-    assert where == [nodes["N1"]] * 6
-    decisions = t.steps(step="schedule_decision", level=None)
-    assert decisions and all(e.detail["to"] == "N1" for e in decisions)
-    assert not t.steps(step="spillback", level=None)
-
-
+# -- logs and reprs -----------------------------------------------------------------------
 def test_worker_stderr_reaches_driver_stderr_with_prefix(cluster2, capfd):
     import sys as _sys
 
