@@ -86,7 +86,6 @@ def test_max_task_retries_retries_the_interrupted_call(cluster2):
         os.remove(path)
 
 
-
 # -- ray.kill ends the process at once ------------------------------------------------------
 @ray.remote
 class Busy:
@@ -102,9 +101,6 @@ class Busy:
         open(marker, "w").close()
         time.sleep(2)
         return "finished"
-
-
-
 
 
 def test_kill_interrupts_the_running_call(cluster2):
@@ -313,7 +309,6 @@ def test_retried_calls_run_in_submission_order(cluster2):
     finally:
         if os.path.exists(path):
             os.remove(path)
-
 
 
 def test_failures_are_traced_died_restart_kill(cluster2):

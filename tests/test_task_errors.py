@@ -9,16 +9,9 @@ import raylab as ray
 from raylab import exceptions as exc
 
 
-
 @ray.remote
 def add(a, b):
     return a + b
-
-
-@ray.remote
-def node_of():
-    return ray.get_runtime_context().get_node_id()
-
 
 
 # -- errors from nested tasks, Ray errors inside tasks, unpicklable exceptions ------------

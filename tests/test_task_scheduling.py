@@ -12,14 +12,8 @@ from conftest import wait_for
 
 
 @ray.remote
-def add(a, b):
-    return a + b
-
-
-@ray.remote
 def node_of():
     return ray.get_runtime_context().get_node_id()
-
 
 
 def test_node_affinity_pins_to_n2(cluster2):
@@ -63,7 +57,6 @@ def test_custom_resources_and_infeasible_warning(cluster2, capsys):
     err = wait_for(lambda: capsys.readouterr().err, 5, "the infeasible warning")
     assert "unicorn" in err
     ray.cancel(ref)
-
 
 
 # -- the infeasible warning, once per shape ----------------------------------------------------

@@ -19,11 +19,6 @@ def add(a, b):
     return a + b
 
 
-@ray.remote
-def node_of():
-    return ray.get_runtime_context().get_node_id()
-
-
 def test_the_issue_example(cluster2):
     ref_a = ray.put(1)
     ref_c = add.remote(ref_a, 2)
