@@ -39,10 +39,12 @@ def test_method_error_is_a_task_error_and_the_actor_lives_on(cluster2):
     assert ray.get(c.increment.remote()) == 1
 
 
-def test_kill_fails_pending_and_later_calls(cluster2):
+# no_restart=False with max_restarts=0: nothing to restart, it stays dead all the same
+@pytest.mark.parametrize("no_restart", [True, False], ids=["no_restart", "no_budget"])
+def test_kill_fails_later_calls_and_records_the_kill(cluster2, no_restart):
     c = Counter.remote()
     ray.get(c.increment.remote())
-    ray.kill(c)
+    ray.kill(c, no_restart=no_restart)
     with pytest.raises(exc.RayActorError, match="ray.kill"):
         ray.get(c.increment.remote(), timeout=10)
     row = actor_row(c._actor_id.hex())
@@ -247,16 +249,6 @@ def test_duplicate_name_is_actor_already_exists_error(cluster2):
     assert issubclass(exc.ActorAlreadyExistsError, ValueError)
     assert ray.get(a.increment.remote()) == 1  # the first one is untouched
     ray.kill(a)
-
-
-def test_kill_without_restart_budget_records_the_kill(cluster2):
-    c = Counter.remote()
-    ray.get(c.read.remote())
-    ray.kill(c, no_restart=False)  # max_restarts=0: nothing to restart, it stays dead
-    with pytest.raises(exc.RayActorError, match="ray.kill"):
-        ray.get(c.read.remote(), timeout=10)
-    row = actor_row(c._actor_id.hex())
-    assert row.state == "DEAD" and "ray.kill" in row.death_cause
 
 
 def test_kill_with_restart_restarts_and_clears_the_death_cause(cluster2):
