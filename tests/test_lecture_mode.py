@@ -214,6 +214,33 @@ def test_a_get_waits_while_its_callback_is_paused_at_the_gcs(lecture):
     assert got.wait(30)
 
 
+
+def test_an_object_is_ready_only_once_the_gcs_object_table_lists_it(lecture):
+    """Step 4 before anything else: while the GCS holds at object_table_add, the owner has
+    not heard that the object is ready. (Were the two concurrent, a node killed right
+    after its result was ready could leave the table without the entry, and a reader's
+    lookup would wait for it for ever instead of finding the object lost.)"""
+    from raylab.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    @ray.remote
+    def made_on_n2():
+        return bytes(200_000)
+
+    n2 = next(n["NodeID"] for n in ray.nodes() if n["NodeName"] == "N2")
+    stepper = ray.stepper
+    stepper.blocking_get = "wait"              # only this test steps the cluster
+    stepper.break_at(step="object_table_add", component="gcs")
+    ref = made_on_n2.options(
+        scheduling_strategy=NodeAffinitySchedulingStrategy(n2, soft=False)).remote()
+    try:
+        ev = stepper.wait(30)
+        assert ev is not None and ev.ids.get("object") == ref.hex()
+        assert ray.wait([ref], timeout=1.0)[0] == []   # held at the GCS: not ready yet
+    finally:
+        stepper.off()
+        stepper.blocking_get = "auto"
+    assert ray.get(ref, timeout=30) == bytes(200_000)
+
 def test_actor_creation_slides_step_1_to_3(lecture):
     t, calls, counter = actor.scenario()
     steps = seq(t.steps(flow=["actor", "task"]))

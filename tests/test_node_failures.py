@@ -162,17 +162,23 @@ def test_shutdown_ends_a_frozen_node(fresh):
     wait_for(lambda: not group_processes(pgid), 5, "the frozen N2's processes to exit")
 
 
-def test_actor_on_a_dead_node_restarts_on_another(fresh):
+@ray.remote
+class Where:
+    def node(self):
+        return ray.get_runtime_context().get_node_id()
+
+
+def actor_on_n2(max_restarts: int):
+    """A Where actor running on N2 (soft affinity: it may restart elsewhere)."""
     ray.init(num_nodes=2, num_cpus=1, _system_config=FAST_HEALTH)
-
-    @ray.remote(max_restarts=1)
-    class Where:
-        def node(self):
-            return ray.get_runtime_context().get_node_id()
-
-    a = Where.options(
-        scheduling_strategy=NodeAffinitySchedulingStrategy(node_id("N2"), soft=True)).remote()
+    a = Where.options(max_restarts=max_restarts, scheduling_strategy=NodeAffinitySchedulingStrategy(
+        node_id("N2"), soft=True)).remote()
     assert ray.get(a.node.remote()) == node_id("N2")
+    return a
+
+
+def test_actor_on_a_dead_node_restarts_on_another(fresh):
+    a = actor_on_n2(max_restarts=1)
     chaos.kill_node("N2")
     assert wait_for(lambda: _try_node(a), 20, "the actor to restart") == node_id("N1")
 
@@ -185,16 +191,7 @@ def _try_node(a):
 
 
 def test_actor_without_restarts_on_a_dead_node_is_dead(fresh):
-    ray.init(num_nodes=2, num_cpus=1, _system_config=FAST_HEALTH)
-
-    @ray.remote(max_restarts=0)
-    class Where:
-        def node(self):
-            return ray.get_runtime_context().get_node_id()
-
-    a = Where.options(
-        scheduling_strategy=NodeAffinitySchedulingStrategy(node_id("N2"), soft=True)).remote()
-    assert ray.get(a.node.remote()) == node_id("N2")
+    a = actor_on_n2(max_restarts=0)
     with ray.trace() as t:
         chaos.kill_node("N2")
         chaos.wait_until_dead("N2")

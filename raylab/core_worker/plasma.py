@@ -68,7 +68,13 @@ class PlasmaClient:
         except BaseException:
             self.conn.send("store_abort", oid)
             raise
-        self.conn.send("store_seal", oid)
+        if self.cw.lecture_mode:
+            # the lecture's order: the store adds the entry to the GCS object table (Step 4)
+            # before anybody can learn the object is ready, so a reader's lookup never waits
+            # for an entry that a dying node had not sent yet
+            self._request("store_seal", oid)
+        else:
+            self.conn.send("store_seal", oid)
         return self.cw.node_id
 
     # -- get ----------------------------------------------------------------------------

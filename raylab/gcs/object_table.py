@@ -86,8 +86,8 @@ class ObjectTable:
                 for oid, nodes in self.locations.items() if nodes}
 
     # -- RPCs (the GCS handler forwards rpc_* names here) ---------------------------------
-    def rpc_object_table_add(self, conn, oid, node, size, owner):
-        self._shell_run(self.add(oid, node, size, owner))
+    async def rpc_object_table_add(self, conn, oid, node, size, owner):
+        await self.run(self.add(oid, node, size, owner))  # answered after the step (it may pause)
 
     def rpc_object_table_remove(self, conn, oid, node):
         self.remove(oid, node)
@@ -108,5 +108,4 @@ class ObjectTable:
 
     # the GCS server sets these so the table's trace steps go through its shell
     run = None
-    _shell_run = None
     send_to_node = None

@@ -43,7 +43,6 @@ class GcsServer:
         self.actors = ActorScheduler(self)
         self.objects = ObjectTable()
         self.objects.run = self.run
-        self.objects._shell_run = lambda effects: self.loop.create_task(self.run(effects))
         self.objects.send_to_node = lambda node, method, *args: self.apply(
             Send(node, method, args))
         self.scheduler = GlobalScheduler(self.view, self.objects, self.nodes, cfg)

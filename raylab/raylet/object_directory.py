@@ -95,8 +95,13 @@ class GcsObjectTable:
     def deleted(self, oid: bytes) -> None:
         self.r.gcs.send("object_table_remove", oid, self.r.node_id)
 
-    def primary_stored(self, oid: bytes, size: int, owner: str) -> None:
-        self.r.gcs.send("object_table_add", oid, self.r.node_id, size, owner)
+    async def primary_stored(self, oid: bytes, size: int, owner: str) -> None:
+        """Add the entry (Step 4) and wait until the GCS has it: the writer's seal returns
+        only then, so the table knows an object before its owner hears it is ready."""
+        try:
+            await self.r.gcs.call("object_table_add", oid, self.r.node_id, size, owner)
+        except (ConnectionLost, OSError):
+            pass  # the GCS is gone: nobody can look the object up there any more
 
     def replica_stored(self, oid: bytes, size: int, owner: str) -> None:
         self.r.gcs.send("object_table_add", oid, self.r.node_id, size, owner)

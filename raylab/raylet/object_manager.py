@@ -166,16 +166,19 @@ class ObjectManager:
     def _give_up(self, oid: bytes, conn) -> None:
         self.apply(self.core.give_up(oid, conn))
 
-    def seal(self, conn, oid: bytes) -> None:
+    def seal(self, conn, oid: bytes):
+        """The writer finished: the object is readable. Returns what the directory returns
+        for a primary copy (lecture mode: a coroutine that ends once the GCS has the entry)."""
         entry = self.core.objects.get(oid)
         if entry is None:
-            return
+            return None
         self.apply(self.core.seal(oid))
         TRACER.on and step("object_store", "object", "store_object",
                            detail={"size": entry.size, "primary": entry.primary,
                                    "where": f"{self.label}'s object store"}, **self.ids(oid))
         if entry.primary:
-            self.raylet.directory.primary_stored(oid, entry.size, entry.owner)
+            return self.raylet.directory.primary_stored(oid, entry.size, entry.owner)
+        return None
 
     def get_now(self, conn, oid: bytes):
         """The common case, without a task: the object is here and sealed. Else None."""

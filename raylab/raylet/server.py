@@ -366,7 +366,7 @@ class RayletHandler:
         return self.r.objects.create(conn, oid, size, owner, primary)
 
     def rpc_store_seal(self, conn, oid):
-        self.r.objects.seal(conn, oid)
+        return self.r.objects.seal(conn, oid)  # (lecture mode: answered once the GCS has it)
 
     def rpc_store_abort(self, conn, oid):
         objects = self.r.objects
